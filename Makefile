@@ -1,0 +1,29 @@
+# Course kit for EECS 545 HW4. `make run` and `make test` do all set-up on a fresh machine.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+# Tests and benchmarks use the shared data when it is there; the kit never needs it.
+SHARED_DATA := $(wildcard ../shared/data)
+
+.PHONY: run test bench venv clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+run: $(STAMP)
+	$(PY) -m grading.run
+
+test: $(STAMP)
+	HWLIB_TEST_SHARED_DATA=$(SHARED_DATA) $(PY) -m pytest -q -n 2 --dist loadfile tests
+
+bench: $(STAMP)
+	$(PY) -m bench
+
+clean:
+	rm -rf build

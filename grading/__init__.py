@@ -1,0 +1,1 @@
+"""Instructor tooling: notebook execution, the student release, autograding and the report."""
