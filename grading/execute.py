@@ -1,0 +1,44 @@
+"""Execute a notebook headless with papermill-style parameters (used by make run, make test, the report)."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import papermill
+
+REPO = Path(__file__).resolve().parent.parent
+NOTEBOOKS = REPO / "notebooks"
+
+
+def source_notebooks() -> list[Path]:
+    """The course notebooks in order (``notebooks/NN_*.ipynb``)."""
+    return sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+
+
+def execute(notebook: Path, output: Path, parameters: dict | None = None, timeout: int = 3600,
+            quiet: bool = False) -> float:
+    """Run ``notebook`` from a fresh kernel into ``output``; return the wall time in seconds.
+
+    The kernel runs in the notebook's folder (so ``import hwlib`` finds the kit), with the
+    ``parameters`` injected after the cell tagged ``parameters``. Raises
+    ``papermill.PapermillExecutionError`` naming the failing cell when any cell fails.
+    """
+    output.parent.mkdir(parents=True, exist_ok=True)
+    env_before = os.environ.get("HWLIB_QUIET")
+    if quiet:
+        os.environ["HWLIB_QUIET"] = "1"  # the kernel inherits it: no progress bars in logs
+    start = time.perf_counter()
+    try:
+        papermill.execute_notebook(
+            str(notebook), str(output), parameters=parameters or {}, cwd=str(notebook.parent),
+            kernel_name="python3", execution_timeout=timeout, progress_bar=False, log_output=False,
+        )
+    finally:
+        if quiet:
+            if env_before is None:
+                os.environ.pop("HWLIB_QUIET", None)
+            else:
+                os.environ["HWLIB_QUIET"] = env_before
+    return time.perf_counter() - start

@@ -1,0 +1,32 @@
+"""Every course notebook runs from a fresh kernel in its quick profile without an error."""
+
+from __future__ import annotations
+
+import pytest
+
+from grading.execute import execute, source_notebooks
+
+from .conftest import shared_data_root
+
+NOTEBOOKS = source_notebooks()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[nb.stem for nb in NOTEBOOKS])
+def test_notebook_runs_quick(notebook, tmp_path):
+    root = shared_data_root()
+    params = {"profile": "quick", "seed": 0}
+    if root is not None:
+        params["data_root"] = str(root)
+    execute(notebook, tmp_path / notebook.name, params, timeout=900, quiet=True)
+
+
+def test_notebooks_are_committed_clean():
+    """No outputs or execution counts in the source notebooks (outputs are build products)."""
+    import nbformat
+
+    for path in NOTEBOOKS:
+        nb = nbformat.read(path, as_version=4)
+        for cell in nb.cells:
+            if cell.cell_type == "code":
+                assert not cell.outputs and cell.execution_count is None, f"{path.name}: strip outputs"
