@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 # Tests and benchmarks use the shared data when it is there; the kit never needs it.
 SHARED_DATA := $(wildcard ../shared/data)
 
-.PHONY: run test bench venv clean
+.PHONY: run test bench report venv clean
 
 venv: $(STAMP)
 
@@ -24,6 +24,11 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench
+
+# The executed notebooks (from make run) as one report: HTML always, PDF when LaTeX is installed.
+report: $(STAMP)
+	$(PY) -m grading.report
+	$(PY) -m grading.report --flavour report
 
 clean:
 	rm -rf build

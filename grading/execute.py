@@ -33,7 +33,7 @@ def execute(notebook: Path, output: Path, parameters: dict | None = None, timeou
     try:
         papermill.execute_notebook(
             str(notebook), str(output), parameters=parameters or {}, cwd=str(notebook.parent),
-            kernel_name="python3", execution_timeout=timeout, progress_bar=False, log_output=False,
+            kernel_name="python3", language="python", execution_timeout=timeout, progress_bar=False, log_output=False,
         )
     finally:
         if quiet:
