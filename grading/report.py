@@ -53,6 +53,9 @@ def headings(nb) -> list[tuple[int, str]]:
     return found
 
 
+_DELIMITER = re.compile(r"^[ \t]*###[ \t]*(BEGIN|END)[ \t]+(SOLUTION|HIDDEN TESTS)[ \t]*\n?", re.M)
+
+
 def merge(notebooks: list[Path], flavour: str = "solution") -> nbformat.NotebookNode:
     """One notebook: title page, table of contents, then every notebook's cells in order."""
     if not notebooks:
@@ -80,6 +83,8 @@ def merge(notebooks: list[Path], flavour: str = "solution") -> nbformat.Notebook
             cell = copy.deepcopy(cell)
             if "parameters" in cell.metadata.get("tags", []) or "injected-parameters" in cell.metadata.get("tags", []):
                 continue  # papermill's parameter cells are plumbing, not content
+            if cell.cell_type == "markdown":  # nbgrader's delimiters are for the release, not for readers
+                cell.source = _DELIMITER.sub("", cell.source)
             merged.cells.append(cell)
     return merged
 

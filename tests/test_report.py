@@ -14,7 +14,7 @@ from grading import report
 def _executed_notebook(path, title, with_plot=False):
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    cells = [nbformat.v4.new_markdown_cell(f"# {title}\n\nThe gradient $\\frac{{\\partial L}}{{\\partial W}} = X^T dY$.\n\n## Part one"),
+    cells = [nbformat.v4.new_markdown_cell(f"# {title}\n\n### BEGIN SOLUTION\nThe gradient $\\frac{{\\partial L}}{{\\partial W}} = X^T dY$.\n\n## Part one"),
              nbformat.v4.new_code_cell("profile = 'full'", metadata={"tags": ["parameters"]}),
              nbformat.v4.new_code_cell("print('SECRET_INPUT_MARKER')")]
     cells[2].outputs = [nbformat.v4.new_output("stream", name="stdout", text="RESULT accuracy=0.99\n")]
@@ -43,6 +43,7 @@ def test_html_report_has_title_toc_offline_math_and_hides_code_in_report_flavour
     assert 'src="mathjax/MathJax.js?config=TeX-AMS_CHTML-full,Safe"' in html
     assert "cdn.jsdelivr" not in html and "cdnjs" not in html  # nothing loads from the network
     assert (out / "mathjax" / "MathJax.js").is_file()
+    assert "BEGIN SOLUTION" not in html  # nbgrader delimiters are not headings in the report
     assert "SECRET_INPUT_MARKER" in html and "RESULT accuracy=0.99" in html and "data:image/png;base64" in html
     assert "profile = &#39;full&#39;" not in html and "profile = 'full'" not in html  # parameter cells dropped
     assert report.main(["--notebooks", str(executed), "--out", str(out), "--flavour", "report", "--no-pdf"]) == 0
