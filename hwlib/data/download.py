@@ -11,6 +11,7 @@ import hashlib
 import shutil
 import tempfile
 import urllib.request
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -18,7 +19,8 @@ from typing import Callable
 from ..paths import data_root
 from ..progress import progress
 
-__all__ = ["DataError", "Remote", "Dataset", "DATASETS", "register", "fetch", "sha256_payload", "verify", "download"]
+__all__ = ["DataError", "Remote", "Dataset", "DATASETS", "register", "fetch", "sha256_payload", "verify",
+           "require_checksum", "download"]
 
 
 class DataError(RuntimeError):
@@ -68,21 +70,25 @@ def sha256_payload(path: Path) -> str:
         with opener(path, "rb") as fh:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
                 digest.update(chunk)
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+    except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
         raise DataError(f"{path} is corrupt or truncated ({exc}); delete it and fetch it again") from None
     return digest.hexdigest()
 
 
-def verify(path: Path, remote: Remote) -> None:
-    """Raise :class:`DataError` unless ``path`` holds the expected payload."""
+def verify(path: Path, remote: Remote, dataset: str = "") -> None:
+    """Raise :class:`DataError` unless ``path`` holds the expected payload (``dataset`` names it in the message)."""
     if not path.is_file():
         raise DataError(f"{path} is missing")
-    actual = sha256_payload(path)
+    require_checksum(path, sha256_payload(path), remote, dataset)
+
+
+def require_checksum(path: Path, actual: str, remote: Remote, dataset: str = "") -> None:
+    """Raise :class:`DataError` unless ``actual`` (the payload's SHA-256, hex) is ``remote.sha256``."""
     if actual != remote.sha256:
         raise DataError(
             f"{path} does not match its checksum (sha256 of the payload {actual[:16]}..., expected "
             f"{remote.sha256[:16]}...): the file is corrupt, truncated or not the expected one. "
-            f"Delete it and run `python -m hwlib.data fetch` again."
+            f"Delete it and run `python -m hwlib.data fetch{' ' + dataset if dataset else ''}` again."
         )
 
 
@@ -116,7 +122,7 @@ def fetch(name: str, root=None, force: bool = False) -> Path:
         dest = folder / remote.name
         if dest.is_file() and not force:
             try:
-                verify(dest, remote)
+                verify(dest, remote, name)
                 continue
             except DataError:
                 dest.unlink()  # a corrupt earlier download: fetch it again
@@ -124,7 +130,7 @@ def fetch(name: str, root=None, force: bool = False) -> Path:
         for url in remote.urls:
             try:
                 download(url, dest)
-                verify(dest, remote)
+                verify(dest, remote, name)
                 break
             except DataError as exc:
                 dest.unlink(missing_ok=True)
