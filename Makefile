@@ -34,3 +34,17 @@ report: $(STAMP)
 
 clean:
 	rm -rf build
+
+# --- grading (grading/README.md) ---------------------------------------------------------------
+# The student release: build/release/hw4/ and build/release/hw4.zip (checked for leaks).
+.PHONY: release autograde
+release: $(STAMP)
+	$(PY) -m grading release
+
+# Grade SUBMISSIONS (nbgrader's <student>/hw4/ folders or per-student zips) into build/course/.
+# Without SUBMISSIONS it grades the generated sample submissions (written to build/samples first).
+SUBMISSIONS ?= build/samples
+autograde: $(STAMP)
+	@test -f build/course/gradebook.db -a -d build/course/release/hw4 || $(PY) -m grading release
+	@test -e $(SUBMISSIONS) || $(PY) -m grading samples $(SUBMISSIONS)
+	$(PY) -m grading autograde $(SUBMISSIONS)

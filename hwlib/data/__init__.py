@@ -11,3 +11,6 @@ from .download import DataError, Dataset, DATASETS, register, fetch, sha256_payl
 
 # Dataset modules register themselves on import.
 from . import mnist  # noqa: F401,E402
+from .mnist import load_mnist  # noqa: F401,E402
+from . import hymenoptera  # noqa: F401,E402
+from . import coco  # noqa: F401,E402
