@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from hwlib import layers
-from hwlib.check import compare, make_inputs, numerical_gradients, run_layer, torch_reference
+from hwlib.check import NUMERICAL_FLOOR_SCALE, compare, make_inputs, numerical_gradients, run_layer, torch_reference
 from hwlib.gradient_check import rel_error
 
 DTYPES = [np.float64, np.float32]
@@ -59,7 +59,8 @@ def test_layer_gradients_match_numerical(layer, rng):
         inputs = make_inputs(layer, rng, np.float64, **shape)
         outputs = run_layer(layer, inputs)
         numerical = numerical_gradients(layer, inputs)
-        compare(layer, {k: outputs[k] for k in numerical}, numerical, threshold=1e-6)
+        compare(layer, {k: outputs[k] for k in numerical}, numerical, threshold=1e-6,
+                floor_scale=NUMERICAL_FLOOR_SCALE)
 
 
 def test_conv_shapes_of_the_convnet_match_pytorch(rng):
