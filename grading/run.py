@@ -1,12 +1,18 @@
-"""``make run``: execute every course notebook headless into ``build/notebooks/`` and summarise.
+"""``make run``: the main job -- the whole course built from the sources, then a summary.
 
-Usage: ``python -m grading.run [--profile full|quick] [--data-root DIR] [--force]``.
+Usage: ``python -m grading.run [--profile full|quick] [--data-root DIR] [--force] [--only STEPS]``.
 
-Each notebook runs from a fresh kernel on the best data available (the data root's full
-datasets when present, the embedded defaults otherwise). A notebook whose inputs (its source,
-the hwlib sources, the parameters) did not change since its last successful run is skipped.
-The summary lists which data each notebook used and its headline results: lines the notebooks
-print starting with ``Data:`` or ``RESULT``.
+Steps, in order (each one's work is skipped when its inputs did not change since it last succeeded):
+
+1. ``notebooks``: execute every course notebook from a fresh kernel into ``build/notebooks/`` on the
+   best data available (the data root's full datasets when present, the embedded defaults otherwise);
+2. ``report``: the executed notebooks as one report (``build/report/``: HTML, PDF with LaTeX);
+3. ``release``: the student release (``build/release/``);
+4. ``autograde``: grade the generated sample submissions (``build/course/``: grades CSV, feedback).
+
+The summary lists which data each notebook used and its headline results (the lines notebooks
+print starting with ``Data:`` or ``RESULT``), and where the report and the grades are. A failed step
+prints what failed and the command exits non-zero.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -27,14 +34,47 @@ from .execute import REPO, execute, source_notebooks
 BUILD = REPO / "build" / "notebooks"
 
 
-def inputs_digest(notebook: Path, parameters: dict) -> str:
-    """Hash of what a run depends on: the notebook, every hwlib source, the parameters."""
-    digest = hashlib.sha256(notebook.read_bytes())
-    for path in sorted((REPO / "hwlib").rglob("*.py")):
-        digest.update(path.relative_to(REPO).as_posix().encode())
-        digest.update(path.read_bytes())
-    digest.update(json.dumps(parameters, sort_keys=True).encode())
+STEPS = ("notebooks", "report", "release", "autograde")
+
+
+def digest_of(paths, extra=None) -> str:
+    """Hash of files (folders: every file under them, build outputs and caches excluded) and ``extra``."""
+    digest = hashlib.sha256(json.dumps(extra, sort_keys=True, default=str).encode())
+    for root in paths:
+        root = Path(root)
+        files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+        for path in files:
+            if "__pycache__" in path.parts or ".ipynb_checkpoints" in path.parts:
+                continue
+            digest.update(str(path.relative_to(REPO) if path.is_relative_to(REPO) else path).encode())
+            digest.update(path.read_bytes())
     return digest.hexdigest()
+
+
+def inputs_digest(notebook: Path, parameters: dict) -> str:
+    """Hash of what a notebook run depends on: the notebook, every hwlib source, the parameters."""
+    return digest_of([notebook, REPO / "hwlib"], parameters)
+
+
+def run_step(name: str, commands: list[list[str]], digest: str, force: bool) -> str:
+    """Run ``commands`` unless the inputs' ``digest`` matches the last success; return a status line."""
+    stamp = REPO / "build" / f".{name}.inputs"
+    if not force and stamp.exists() and stamp.read_text() == digest:
+        return "unchanged, skipped"
+    start = time.perf_counter()
+    for command in commands:
+        print(f"--- {name}: {' '.join(Path(c).name if i == 0 else c for i, c in enumerate(command))}", flush=True)
+        result = subprocess.run(command, cwd=REPO)
+        if result.returncode != 0:
+            stamp.unlink(missing_ok=True)
+            raise StepFailed(f"{name} failed (exit {result.returncode}): `{' '.join(command[1:])}`; its output is above")
+    stamp.parent.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(digest)
+    return f"done in {time.perf_counter() - start:.0f} s"
+
+
+class StepFailed(RuntimeError):
+    pass
 
 
 def summary_lines(executed: Path) -> list[str]:
@@ -48,47 +88,91 @@ def summary_lines(executed: Path) -> list[str]:
     return lines
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m grading.run", description=__doc__.splitlines()[0])
-    parser.add_argument("--profile", default="full", choices=["full", "quick"])
-    parser.add_argument("--data-root", default=None, help="default: $HWLIB_DATA_ROOT or the kit's data/")
-    parser.add_argument("--force", action="store_true", help="re-run notebooks even if their inputs did not change")
-    args = parser.parse_args(argv)
-
-    root = data_root(args.data_root)
-    params = {"profile": args.profile, "data_root": str(root), "seed": 0}
-    print(f"make run: profile {args.profile}, data root {root}")
+def run_notebooks(params: dict, force: bool) -> tuple[list, list]:
+    """Execute every course notebook; return (rows for the summary, names of failed notebooks)."""
     BUILD.mkdir(parents=True, exist_ok=True)
-    report, failed, start = [], [], time.perf_counter()
+    rows, failed = [], []
     for notebook in source_notebooks():
         output = BUILD / notebook.name
         stamp = BUILD / f".{notebook.stem}.inputs"
         digest = inputs_digest(notebook, params)
-        if not args.force and output.exists() and stamp.exists() and stamp.read_text() == digest:
-            report.append((notebook.name, "unchanged, skipped", summary_lines(output)))
+        if not force and output.exists() and stamp.exists() and stamp.read_text() == digest:
+            rows.append((notebook.name, "unchanged, skipped", summary_lines(output)))
             continue
-        print(f"running {notebook.name} ...", flush=True)
+        print(f"--- notebooks: running {notebook.name} ...", flush=True)
         try:
             seconds = execute(notebook, output, params)
-        except Exception as exc:  # papermill names the failing cell; keep going, fail at the end
+        except Exception as exc:  # papermill names the failing cell; run the others, fail at the end
             failed.append(notebook.name)
             stamp.unlink(missing_ok=True)
             first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            report.append((notebook.name, f"FAILED: {first_line} (see {output})", []))
+            rows.append((notebook.name, f"FAILED: {first_line} (see {output})", []))
             continue
         stamp.write_text(digest)
-        report.append((notebook.name, f"ran in {seconds:.0f} s", summary_lines(output)))
+        rows.append((notebook.name, f"ran in {seconds:.0f} s", summary_lines(output)))
+    return rows, failed
 
-    print(f"\n=== summary ({time.perf_counter() - start:.0f} s) ===")
-    for name, status, lines in report:
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m grading.run", description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default="full", choices=["full", "quick"])
+    parser.add_argument("--data-root", default=None, help="default: $HWLIB_DATA_ROOT or the kit's data/")
+    parser.add_argument("--force", action="store_true", help="redo every step even if its inputs did not change")
+    parser.add_argument("--only", default=",".join(STEPS), help=f"comma-separated steps (default: {','.join(STEPS)})")
+    args = parser.parse_args(argv)
+    steps = [step.strip() for step in args.only.split(",") if step.strip()]
+    unknown = sorted(set(steps) - set(STEPS))
+    if unknown:
+        parser.error(f"unknown step(s) {unknown}; expected some of {list(STEPS)}")
+
+    root = data_root(args.data_root)
+    params = {"profile": args.profile, "data_root": str(root), "seed": 0}
+    print(f"make run: profile {args.profile}, data root {root}, steps {', '.join(steps)}", flush=True)
+    start = time.perf_counter()
+    rows, failed, statuses = [], [], {}
+    python = sys.executable
+    grading_sources = REPO / "grading"
+    try:
+        if "notebooks" in steps:
+            rows, failed = run_notebooks(params, args.force)
+            if failed:
+                raise StepFailed(f"{len(failed)} notebook(s) failed: {', '.join(failed)}")
+        if "report" in steps:
+            statuses["report"] = run_step("report", [[python, "-m", "grading.report"],
+                                                     [python, "-m", "grading.report", "--flavour", "report"]],
+                                          digest_of([BUILD, grading_sources / "report.py"]), args.force)
+        if "release" in steps:
+            statuses["release"] = run_step("release", [[python, "-m", "grading", "release"]],
+                                           digest_of([REPO / "hwlib", REPO / "notebooks", grading_sources]), args.force)
+        if "autograde" in steps:  # sample submissions generated from the reference, then graded
+            samples = REPO / "build" / "samples"
+            statuses["autograde"] = run_step(
+                "autograde", [[python, "-m", "grading", "samples", str(samples)],
+                              [python, "-m", "grading", "autograde", str(samples)]],
+                digest_of([REPO / "hwlib", REPO / "notebooks", grading_sources]), args.force)
+    except StepFailed as exc:
+        print(f"\nerror: {exc}", file=sys.stderr)
+        _print_summary(rows, statuses, time.perf_counter() - start)
+        return 1
+    _print_summary(rows, statuses, time.perf_counter() - start)
+    return 0
+
+
+def _print_summary(rows, statuses, seconds) -> None:
+    print(f"\n=== make run: summary ({seconds:.0f} s) ===")
+    for name, status, lines in rows:
         print(f"{name}: {status}")
         for line in lines:
             print(f"    {line}")
-    print(f"executed notebooks: {BUILD}")
-    if failed:
-        print(f"error: {len(failed)} notebook(s) failed: {', '.join(failed)}", file=sys.stderr)
-        return 1
-    return 0
+    where = {"report": REPO / "build" / "report", "release": REPO / "build" / "release",
+             "autograde": REPO / "build" / "course"}
+    for step, status in statuses.items():
+        print(f"{step}: {status} -> {where[step].relative_to(REPO)}/")
+    grades = sorted((REPO / "build" / "course").glob("**/grades.csv"))
+    if grades:
+        print(f"grades: {grades[0].relative_to(REPO)}")
+    if rows:
+        print(f"executed notebooks: {BUILD.relative_to(REPO)}/")
 
 
 if __name__ == "__main__":
