@@ -43,8 +43,10 @@ release: $(STAMP)
 
 # Grade SUBMISSIONS (nbgrader's <student>/hw4/ folders or per-student zips) into build/course/.
 # Without SUBMISSIONS it grades the generated sample submissions (written to build/samples first).
+# AUTOGRADE_ARGS passes options (python -m grading autograde --help), e.g. "--notebooks 01_layers".
 SUBMISSIONS ?= build/samples
+AUTOGRADE_ARGS ?=
 autograde: $(STAMP)
 	@test -f build/course/gradebook.db -a -d build/course/release/hw4 || $(PY) -m grading release
 	@test -e $(SUBMISSIONS) || $(PY) -m grading samples $(SUBMISSIONS)
-	$(PY) -m grading autograde $(SUBMISSIONS)
+	$(PY) -m grading autograde $(SUBMISSIONS) $(AUTOGRADE_ARGS)

@@ -1,0 +1,94 @@
+"""Instructor commands: ``python -m grading COMMAND`` (see grading/README.md for the workflow).
+
+  release              build/release/: student notebooks, student hwlib, README, environment.yml, zip
+  autograde DIR        grade the submissions in DIR (nbgrader layout or per-student zips)
+  feedback             regenerate feedback (after the TAs graded the derivations), grades.csv, summary
+  export               grades.csv from the gradebook (per-question points)
+  samples DIR          write the generated sample submissions (for trying the pipeline)
+  isolation            print which sandbox isolation this machine gives
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .course import COURSE
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m grading", description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("release", help="build the student release")
+    ag = sub.add_parser("autograde", help="grade a folder of submissions")
+    ag.add_argument("source", type=Path, help="submissions: <student>/hw4/ folders or <student>_....zip files")
+    ag.add_argument("--course", type=Path, default=COURSE)
+    ag.add_argument("--workers", type=int, default=2, help="submissions graded in parallel (default 2)")
+    ag.add_argument("--no-execute", action="store_true", help="do not run the notebooks (hidden checks only)")
+    ag.add_argument("--cell-timeout", type=float, default=60.0, help="seconds per notebook cell (default 60)")
+    ag.add_argument("--notebook-budget", type=float, default=900.0, help="seconds per notebook (default 900)")
+    ag.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                    help="notebook parameter for the run (default profile=quick); repeat for more")
+    ag.add_argument("--notebooks", default=None, help="comma-separated notebook stems to run (default: all)")
+    ag.add_argument("--budget-scale", type=float, default=1.0, help="multiply the hidden checks' time budgets")
+    ag.add_argument("--reuse-checks", action="store_true",
+                    help="keep each student's saved hidden-check results (re-run the notebooks and feedback only)")
+    ag.add_argument("--no-nbgrader-feedback", action="store_true", help="only grading_report.html (faster)")
+    ag.add_argument("--data-root", type=Path, default=None, help="data folder, mounted read-only at /data")
+    ag.add_argument("--keep-sandboxes", action="store_true", help="keep the sandbox folders (debugging)")
+    for name in ("feedback", "export"):
+        p = sub.add_parser(name)
+        p.add_argument("--course", type=Path, default=COURSE)
+    sp = sub.add_parser("samples", help="write the generated sample submissions")
+    sp.add_argument("dest", type=Path)
+    sp.add_argument("--zip", action="store_true", help="as per-student zips instead of folders")
+    sub.add_parser("isolation", help="print the sandbox isolation available here")
+    args = parser.parse_args(argv)
+
+    if args.command == "release":
+        from .release import build_release
+        print(f"release: {build_release()}")
+    elif args.command == "autograde":
+        from .autograde import Settings, autograde
+        params = {"profile": "quick"}
+        for item in args.param:
+            name, _, value = item.partition("=")
+            params[name] = _literal(value)
+        settings = Settings(course=args.course, workers=args.workers, execute=not args.no_execute,
+                            cell_timeout=args.cell_timeout, notebook_budget=args.notebook_budget,
+                            parameters=params, data_root=args.data_root, keep_sandboxes=args.keep_sandboxes,
+                            notebooks=tuple(args.notebooks.split(",")) if args.notebooks else None,
+                            budget_scale=args.budget_scale, nbgrader_feedback=not args.no_nbgrader_feedback,
+                            reuse_checks=args.reuse_checks)
+        autograde(args.source, settings)
+    elif args.command == "feedback":
+        from .autograde import load_results
+        from .feedback import class_summary, export_csv, generate
+        generate(args.course, sorted(load_results(args.course)))
+        print(f"grades: {export_csv(args.course)}; summary: {class_summary(args.course)}")
+    elif args.command == "export":
+        from .feedback import export_csv
+        print(f"grades: {export_csv(args.course)}")
+    elif args.command == "samples":
+        from .samples import write_samples
+        for sample in write_samples(args.dest, as_zip=args.zip):
+            print(f"{sample.student}: {sample.description}")
+    elif args.command == "isolation":
+        from .sandbox import isolation
+        for key, value in isolation().items():
+            print(f"{key}: {value}")
+    return 0
+
+
+def _literal(text: str):
+    import ast
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,238 @@
+"""make autograde on the generated sample submissions: every score exact, isolation holds, no leaks.
+
+One autograde run grades every sample (hidden checks, no notebook execution, quick budgets); a second
+run re-grades three of them with the Q1 notebook executed in the sandbox and nbgrader's feedback.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zipfile
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from grading import hidden
+from grading.autograde import Settings, autograde, load_results
+from grading.course import ASSIGNMENT, clone
+from grading.execute import REPO
+from grading.feedback import export_csv, scores
+from grading.leaks import scan
+from grading.points import load as load_points
+from grading.samples import expected_points, samples, write_samples
+from grading.sandbox import isolation
+
+from .test_grading_release import shared_release
+
+pytestmark = pytest.mark.slow
+FULL = isolation()["level"] == "full"
+MARKER = "HOSTILE_WAS_HERE"
+# Feedback must hold none of these. (Not "module": the names of the grading files are no secret in a
+# feedback file, and the hostile sample prints them itself.)
+NOT_SECRET_FROM_STUDENTS = ("hidden-test", "hidden-check", "marker")
+
+
+def _snapshot(*folders: Path) -> dict:
+    out = {}
+    for folder in folders:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts and ".pytest_cache" not in path.parts:
+                out[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return out
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    shared = shared_release(tmp_path_factory)
+    base = tmp_path_factory.mktemp("autograde")
+    course = clone(shared["course"], base / "course")
+    made = samples(shared["folder"])
+    subs = base / "submissions"
+    write_samples(subs, release=shared["folder"])
+    # Half of them as an LMS exports them: per-student zips (doe_12345_hw4.zip style names).
+    for sample in made[::2]:
+        folder = subs / sample.student
+        with zipfile.ZipFile(subs / f"{sample.student}_1234_{ASSIGNMENT}.zip", "w") as zf:
+            for path in sorted(folder.rglob("*")):
+                if path.is_file():
+                    zf.write(path, path.relative_to(subs).as_posix())
+        for path in sorted(folder.rglob("*"), reverse=True):
+            path.unlink() if path.is_file() else path.rmdir()
+        folder.rmdir()
+    # What the hostile sample aims at: the hidden checks (grading/) and the other submissions. (Not the
+    # whole repository: other work may edit it while the tests run.)
+    watched = _snapshot(REPO / "grading", subs)
+    settings = Settings(course=course, workers=2, execute=False, nbgrader_feedback=False, budget_scale=0.3)
+    results = autograde(subs, settings, log=lambda *a: None)
+    return {"course": course, "samples": {s.student: s for s in made}, "results": {r.student: r for r in results},
+            "subs": subs, "watched": watched, "shared": shared}
+
+
+def _auto_scores(course: Path) -> dict:
+    points = load_points()
+    return {row["student"]: {gid: row["cells"][gid] for gid, c in points.cells.items() if c.graded == "auto"}
+            for row in scores(course)}
+
+
+def test_every_sample_scores_exactly_as_expected(graded):
+    groups = hidden.load()
+    got = _auto_scores(graded["course"])
+    assert set(got) == set(graded["samples"])
+    wrong = {}
+    for name, sample in graded["samples"].items():
+        want = expected_points(sample, groups)
+        if got[name] != want:
+            wrong[name] = {gid: (got[name][gid], want[gid]) for gid in want if got[name][gid] != want[gid]}
+    assert not wrong, f"(got, expected) per cell: {wrong}"
+
+
+def test_each_bug_costs_its_own_question_only(graded):
+    points = load_points()
+    rows = {r["student"]: r for r in scores(graded["course"])}
+    full = {q: sum(c.points for c in points.cells_of(q) if c.graded == "auto") for q in points.questions}
+    for name, sample in graded["samples"].items():
+        if not name.startswith("bug-") and name not in ("hang", "crash", "edited-tests"):
+            continue
+        auto = {q: sum(rows[name]["cells"][c.grade_id] for c in points.cells_of(q) if c.graded == "auto")
+                for q in points.questions}
+        short = {q for q in points.questions if auto[q] < full[q]}
+        assert short == {points.cells[gid].question for gid in sample.loses}, (name, auto)
+        assert len(short) == 1, name
+
+
+def test_the_perfect_submission_gets_full_marks(graded):
+    from nbgrader.api import Gradebook
+    course = graded["course"]
+    points = load_points()
+    # A TA grades the derivations (formgrader's grade API writes these two fields).
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}", "eecs545") as gb:
+        for cell in points.cells.values():
+            if cell.graded == "manual":
+                grade = gb.find_grade(cell.grade_id, cell.notebook, ASSIGNMENT, "perfect")
+                grade.manual_score = cell.points
+                grade.needs_manual_grade = False
+        gb.db.commit()
+    rows = {r["student"]: r for r in scores(course)}
+    perfect = rows["perfect"]
+    assert {q: perfect[q] for q in points.questions} == {q: p.points for q, p in points.questions.items()}
+    assert perfect["total"] == points.max_total + 6 and perfect["manual_pending"] == 0
+    csv_text = export_csv(course).read_text()
+    assert csv_text.splitlines()[0].startswith("student,Q1,Q2,Q3,Q4,Q5,Q6,total,max")
+    assert "perfect,20,20,20,20,20,6,106,100,0," in csv_text
+    assert "release,0,0,0,0,0,0,0,100,0," in csv_text  # nothing answered, nothing pending
+
+
+def test_hang_and_crash_cost_their_cell_and_the_run_goes_on(graded):
+    res = graded["results"]
+    assert res["hang"].groups["q1-relu-test"].status == "timeout"
+    assert res["crash"].groups["q1-fc-test"].status == "crash"
+    assert "exited with code 3" in res["crash"].groups["q1-fc-test"].message
+    for name in ("hang", "crash"):
+        others = [g for gid, g in res[name].groups.items() if gid not in ("q1-relu-test", "q1-fc-test")]
+        assert all(g.status == "ok" for g in others), name
+
+
+def test_broken_submissions_are_reported(graded):
+    problems = {name: " ".join(r.problems) for name, r in graded["results"].items()}
+    assert "01_layers.ipynb is not a valid notebook" in problems["invalid-json"]
+    assert "hwlib/layers.py is missing" in problems["missing-files"]
+    report = (graded["course"] / "feedback" / "invalid-json" / ASSIGNMENT / "grading_report.html").read_text()
+    assert "not a valid notebook" in report
+
+
+@pytest.mark.skipif(not FULL, reason="hostile submissions are contained only with full isolation (root)")
+def test_hostile_submission_is_contained(graded, tmp_path):
+    course = graded["course"]
+    result = graded["results"]["hostile"]
+    assert all(g.points == g.max_points for g in result.groups.values()), "it cheated: an attempt got out"
+    for place in (REPO, REPO / "build", REPO / "build" / "course", course, course.parent, Path("/tmp"),
+                  graded["subs"]):
+        assert not (place / MARKER).exists(), place
+    after = _snapshot(REPO / "grading", graded["subs"])
+    assert after == graded["watched"], "files outside the sandbox changed during grading"
+
+
+def test_feedback_explains_failures_without_leaking(graded):
+    course = graded["course"]
+    for name in graded["samples"]:
+        assert (course / "feedback" / name / ASSIGNMENT / "grading_report.html").exists(), name
+    report = (course / "feedback" / "bug-fc-db" / ASSIGNMENT / "grading_report.html").read_text()
+    assert "db" in report and "relative error" in report and "x(5, 4, 3)" in report
+    assert "timed out" in (course / "feedback" / "hang" / ASSIGNMENT / "grading_report.html").read_text()
+    leaks = scan(course / "feedback", kinds=NOT_SECRET_FROM_STUDENTS)
+    assert not leaks, [(leak.path, leak.secret.kind, leak.secret.text[:60]) for leak in leaks[:10]]
+    release_leaks = scan(course / "feedback" / "release")
+    assert not release_leaks, [(leak.path, leak.secret.text[:60]) for leak in release_leaks[:10]]
+
+
+def test_class_summary(graded):
+    text = (graded["course"] / "summary.html").read_text()
+    for group in hidden.load().values():
+        for case in group.cases:
+            assert case.id in text
+    assert "NotImplementedError" in text and "timeout" in text
+
+
+# --- second run: notebooks executed in the sandbox, nbgrader feedback ----------------------------
+
+@pytest.fixture(scope="module")
+def executed(graded):
+    before = {name: dict(vals) for name, vals in _auto_scores(graded["course"]).items()}
+    subs = graded["subs"].parent / "executed"
+    subs.mkdir()
+    wanted = ("release", "crash", "hostile")
+    write_samples(subs, release=graded["shared"]["folder"])
+    for entry in subs.iterdir():
+        if entry.is_dir() and entry.name not in wanted:
+            for path in sorted(entry.rglob("*"), reverse=True):
+                path.unlink() if path.is_file() else path.rmdir()
+            entry.rmdir()
+    settings = Settings(course=graded["course"], workers=2, execute=True, notebooks=("01_layers",),
+                        cell_timeout=30, notebook_budget=300, budget_scale=0.3, reuse_checks=True)
+    results = autograde(subs, settings, log=lambda *a: None)
+    return {**graded, "before": before, "results": {r.student: r for r in results}}
+
+
+def _outputs(course: Path, student: str) -> list[str]:
+    nb = nbformat.read(course / "autograded" / student / ASSIGNMENT / "01_layers.ipynb", as_version=4)
+    texts = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            texts.append(out.get("text", "") or f"{out.get('ename', '')}: {out.get('evalue', '')}")
+    return texts
+
+
+def test_executed_scores_are_unchanged(executed):
+    after = _auto_scores(executed["course"])
+    for name in ("release", "crash", "hostile"):
+        assert after[name] == executed["before"][name], name
+
+
+def test_crash_kills_the_kernel_not_the_run(executed):
+    run = executed["results"]["crash"].notebooks
+    assert [r.status for r in run] == ["crash"]
+    texts = _outputs(executed["course"], "crash")
+    assert any(t.startswith("DeadKernelError") for t in texts) and any(t.startswith("NotExecuted") for t in texts)
+
+
+@pytest.mark.skipif(not FULL, reason="needs full isolation")
+def test_hostile_notebook_run_is_contained(executed):
+    text = "\n".join(_outputs(executed["course"], "hostile"))
+    assert "HOSTILE: blocked: read" in text and "HOSTILE: blocked: connect 1.1.1.1:53" in text
+    succeeded = [line for line in text.splitlines() if "HOSTILE: succeeded" in line]
+    assert succeeded == ["HOSTILE: succeeded: write /tmp (private to the sandbox)"], succeeded
+    assert not Path("/tmp", MARKER).exists()
+
+
+def test_release_notebook_ran_and_feedback_holds_no_secret(executed):
+    texts = _outputs(executed["course"], "release")
+    assert any("NotImplementedError" in t for t in texts)
+    feedback = executed["course"] / "feedback"
+    for name in ("release", "crash", "hostile"):
+        assert (feedback / name / ASSIGNMENT / "01_layers.html").exists(), name
+    leaks = scan(feedback, kinds=NOT_SECRET_FROM_STUDENTS) + scan(feedback / "release")
+    assert not leaks, [(leak.path, leak.secret.kind, leak.secret.text[:60]) for leak in leaks[:10]]
+    saved = load_results(executed["course"])["crash"]
+    assert json.dumps(saved)  # results are plain data (for grading/feedback.py and instructors)

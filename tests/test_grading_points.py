@@ -1,0 +1,116 @@
+"""Point weights: grading/points.toml against the seed, the notebooks' nbgrader metadata and the hidden checks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from grading import hidden
+from grading.execute import source_notebooks
+from grading.points import graded_cells, load
+
+POINTS = load()
+NOTEBOOKS = {nb.stem: nb for nb in source_notebooks()}
+GROUPS = hidden.load()
+
+
+def test_question_weights_are_the_seeds():
+    weights = {name: q.points for name, q in POINTS.questions.items()}
+    assert weights == {"Q1": 20, "Q2": 20, "Q3": 20, "Q4": 20, "Q5": 20, "Q6": 6}
+    assert POINTS.questions["Q1"].parts == {"fc": 15, "relu": 5}
+    assert [n for n, q in POINTS.questions.items() if q.extra_credit] == ["Q6"]
+    assert POINTS.max_total == 100
+
+
+@pytest.mark.parametrize("stem", sorted(NOTEBOOKS))
+def test_notebook_metadata_matches_points_file(stem):
+    """Every graded cell of the notebook is in points.toml with the same points and kind, and back."""
+    found = graded_cells(NOTEBOOKS[stem])
+    listed = {gid: (c.points, c.graded) for gid, c in POINTS.cells.items() if c.notebook == stem}
+    problems = [f"{gid}: notebook says {found[gid]}, points.toml says {listed.get(gid, 'nothing')}"
+                for gid in found if found[gid] != listed.get(gid)]
+    problems += [f"{gid}: in points.toml {listed[gid]} but not a graded cell of {stem}.ipynb"
+                 for gid in listed if gid not in found]
+    assert not problems, f"{stem}.ipynb and grading/points.toml disagree:\n  " + "\n  ".join(problems)
+
+
+def test_points_file_names_existing_notebooks_only():
+    """A cell's notebook exists (or is one the kit still lacks: then none of its cells are listed yet)."""
+    for cell in POINTS.cells.values():
+        assert cell.notebook[:2].isdigit(), f"{cell.grade_id}: notebook {cell.notebook!r} is not an NN_name stem"
+
+
+@pytest.mark.parametrize("question", sorted(POINTS.questions))
+def test_question_cells_add_up(question):
+    q = POINTS.questions[question]
+    cells = POINTS.cells_of(question)
+    missing = [nb for nb in POINTS.notebooks_of(question) if nb not in NOTEBOOKS]
+    if not cells or missing:
+        pytest.skip(f"{question}: notebooks not written yet ({missing or 'no cells listed'})")
+    assert sum(c.points for c in cells) == q.points, \
+        f"{question}: cells {[(c.grade_id, c.points) for c in cells]} add up to {sum(c.points for c in cells)}, not {q.points}"
+    for part, points in q.parts.items():
+        assert sum(c.points for c in cells if c.part == part) == points, f"{question} part {part}"
+
+
+def test_every_autograded_cell_has_hidden_checks_worth_its_points():
+    auto = {gid: c for gid, c in POINTS.cells.items() if c.graded == "auto" and c.notebook in NOTEBOOKS}
+    missing = sorted(set(auto) - set(GROUPS))
+    assert not missing, f"autograded cells without hidden checks in grading/hidden_cases.toml: {missing}"
+    for gid, group in GROUPS.items():
+        assert gid in POINTS.cells and POINTS.cells[gid].graded == "auto", f"hidden group {gid} is no autograded cell"
+        assert group.points == POINTS.cells[gid].points, \
+            f"{gid}: hidden cases add up to {group.points}, the cell is worth {POINTS.cells[gid].points}"
+
+
+def test_hidden_cases_differ_from_the_public_ones():
+    from hwlib.check import SPECS
+    for gid, group in GROUPS.items():
+        kind, _, spec = group.target.partition(":")
+        if kind != "layer":
+            continue
+        public = [{k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in s.items()} for s in SPECS[spec].shapes]
+        for case in group.cases:
+            shape = {k: tuple(v) if isinstance(v, list) else v for k, v in case.shape.items()}
+            assert shape not in public, f"{gid}/{case.id}: the shape is one of the public checks'"
+            assert case.seed != 0, f"{gid}/{case.id}: seed 0 is the public checks' seed"
+
+
+@pytest.mark.parametrize("gid", sorted(GROUPS))
+def test_reference_passes_its_hidden_cases(gid):
+    """The kit's own hwlib, run in-process through the sandbox runner's code, gets every point (the
+    cases are sound: no tie, no ill-conditioned input, thresholds the reference meets)."""
+    from grading import sandbox_runner as runner
+    group = GROUPS[gid]
+    job, arrays, inputs_of = hidden.build_job([group])
+    entry = job["groups"][gid]
+    outputs = {}
+    for case in entry["cases"]:
+        kind, _, spec = case["target"].partition(":")
+        result = runner.TARGETS[kind](spec, runner._load_inputs(case, arrays), entry["options"], case)
+        flat = {}
+        for key, value in result.items():
+            runner._flatten(key, value, flat)
+        outputs.update({f"{case['id']}/{k}": v for k, v in flat.items()})
+    res = hidden.evaluate(group, inputs_of, outputs, {})
+    failed = [(c.id, c.message) for c in res.cases if not c.passed]
+    assert not failed, failed
+    assert res.points == group.points
+
+
+def test_a_wrong_output_loses_exactly_its_case():
+    """evaluate() is not a rubber stamp: one corrupted output fails that case and no other."""
+    gid = next(g for g, grp in GROUPS.items() if grp.target == "layer:fc")
+    group = GROUPS[gid]
+    _, _, inputs_of = hidden.build_job([group])
+    from hwlib.check import run_layer
+    outputs = {}
+    for case in group.cases:
+        for k, v in run_layer("fc", inputs_of[(gid, case.id)]).items():
+            outputs[f"{case.id}/{k}"] = np.asarray(v)
+    first = group.cases[0]
+    outputs[f"{first.id}/db"] = outputs[f"{first.id}/db"] * 1.01
+    res = hidden.evaluate(group, inputs_of, outputs, {"nonexistent": {"type": "X", "message": ""}})
+    assert [c.id for c in res.cases if not c.passed] == [first.id]
+    assert "db" in res.cases[0].message and "relative error" in res.cases[0].message
+    assert res.points == group.points - first.points

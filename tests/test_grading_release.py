@@ -1,0 +1,148 @@
+"""make release: the student version holds no solution and no hidden test, imports, and is consistent."""
+
+from __future__ import annotations
+
+import ast
+import fcntl
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from grading.course import ASSIGNMENT
+from grading.execute import REPO, source_notebooks
+from grading.leaks import scan, secrets
+from grading.release import build_release, student_environment
+from grading.sandbox import site_packages
+from grading.strip import BEGIN, END, solution_regions, student_modules
+
+
+def shared_release(tmp_path_factory) -> dict:
+    """One release (course + student folder) per test session, shared by the xdist workers."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    base = root / "grading-release"
+    with open(root / "grading-release.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (base / "done").exists():
+            shutil.rmtree(base, ignore_errors=True)
+            build_release(course=base / "course", out=base / "release")
+            (base / "done").write_text("ok")
+    return {"course": base / "course", "release": base / "release", "folder": base / "release" / ASSIGNMENT}
+
+
+@pytest.fixture(scope="module")
+def release(tmp_path_factory):
+    return shared_release(tmp_path_factory)
+
+
+def test_layout(release):
+    folder = release["folder"]
+    names = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    assert {nb.name for nb in source_notebooks()} <= set(names)
+    assert {"README.md", "environment.yml", "hwlib/__init__.py", "hwlib/layers.py", "hwlib/check.py"} <= set(names)
+    for name in names:
+        assert name.endswith((".ipynb", ".md", ".yml")) or name.startswith("hwlib/"), name
+        assert not name.startswith(("grading/", "tests/", "bench/")) and "__pycache__" not in name, name
+    with zipfile.ZipFile(release["release"] / f"{ASSIGNMENT}.zip") as zf:
+        assert sorted(zf.namelist()) == [f"{ASSIGNMENT}/{n}" for n in names]
+
+
+def test_no_solution_and_no_hidden_test_anywhere(release):
+    leaks = scan(release["release"])
+    assert not leaks, [(leak.path, leak.secret.kind, leak.secret.text[:60]) for leak in leaks[:10]]
+    for path in release["folder"].rglob("*"):
+        if path.is_file():
+            lines = {line.strip() for line in path.read_text(errors="replace").splitlines()}
+            assert not lines & {BEGIN, END, "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"}, path
+
+
+def test_the_leak_scan_finds_what_it_looks_for(release, tmp_path):
+    """A scan that cannot fail proves nothing: plant a solution line and a hidden case, find both."""
+    planted = tmp_path / "planted"
+    shutil.copytree(release["release"], planted)
+    solution = next(s for s in secrets() if s.kind == "solution" and "layers.py" in s.origin)
+    hidden = next(s for s in secrets() if s.kind == "hidden-check" and "seed" in s.text)
+    layers = planted / ASSIGNMENT / "hwlib" / "layers.py"
+    layers.write_text(layers.read_text() + f"\n# {solution.text}\n")
+    nb_path = planted / ASSIGNMENT / source_notebooks()[0].name
+    nb = nbformat.read(nb_path, as_version=4)
+    nb.cells.append(nbformat.v4.new_markdown_cell(hidden.text))
+    nbformat.write(nb, nb_path)
+    kinds = {(leak.secret.kind, Path(leak.path).name) for leak in scan(planted)}
+    assert ("solution", "layers.py") in kinds and ("hidden-check", nb_path.name) in kinds
+
+
+def test_student_modules_are_stubs_with_everything_else_intact(release):
+    for path in student_modules(REPO / "hwlib"):
+        rel = path.relative_to(REPO)
+        student = (release["folder"] / rel).read_text()
+        reference_tree = ast.parse(path.read_text())
+        student_tree = ast.parse(student)
+        # Functions, classes and methods (not helpers nested inside a solution) and their docstrings stay.
+        assert _api(student_tree) == _api(reference_tree), rel
+        assert student.count("raise NotImplementedError") >= len(solution_regions(path.read_text())), rel
+
+
+def _api(tree: ast.Module) -> list:
+    """(name, docstring) of the module's functions and classes, and of the classes' methods."""
+    out = []
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            out.append((node.name, ast.get_docstring(node)))
+            if isinstance(node, ast.ClassDef):
+                out += [(f"{node.name}.{m.name}", ast.get_docstring(m)) for m in node.body if isinstance(m, ast.FunctionDef)]
+    return out
+
+
+def _public_checks(folder: Path) -> subprocess.CompletedProcess:
+    """``python -m hwlib.check`` against the hwlib in ``folder`` only (never the kit's)."""
+    code = ("import sys, runpy; sys.path[:] = [sys.argv[1]] + [p for p in sys.path if p] + sys.argv[2:]; "
+            "import hwlib; assert hwlib.__file__.startswith(sys.argv[1]), hwlib.__file__; "
+            "sys.argv = ['hwlib.check']; runpy.run_module('hwlib.check', run_name='__main__')")
+    return subprocess.run([sys.executable, "-I", "-S", "-c", code, str(folder), *site_packages()], cwd=folder,
+                          capture_output=True, text=True, timeout=600,
+                          env={"PATH": os.environ.get("PATH", ""), "HWLIB_QUIET": "1", "OMP_NUM_THREADS": "1"})
+
+
+def test_public_checks_fail_on_the_release_and_pass_with_the_reference_put_back(release, tmp_path):
+    res = _public_checks(release["folder"])
+    assert res.returncode == 1, res.stdout + res.stderr
+    lines = [line for line in res.stdout.splitlines() if line.endswith("NOT IMPLEMENTED yet")]
+    assert len(lines) >= 5 and "0/" in res.stdout.splitlines()[-1], res.stdout[-2000:]
+    restored = tmp_path / ASSIGNMENT
+    shutil.copytree(release["folder"], restored)
+    for path in student_modules(REPO / "hwlib"):
+        shutil.copyfile(path, restored / path.relative_to(REPO))
+    res = _public_checks(restored)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert "FAIL" not in res.stdout and "NOT IMPLEMENTED" not in res.stdout
+
+
+def test_student_environment_is_the_kits_without_the_kit(release):
+    env = (release["folder"] / "environment.yml").read_text()
+    assert env == student_environment()
+    kit = (REPO / "environment.yml").read_text()
+    pins = [line.strip() for line in kit.splitlines() if "==" in line]
+    assert pins and all(pin in env for pin in pins)
+    assert "-e ." not in env
+
+
+def test_student_notebooks(release):
+    for source in source_notebooks():
+        nb = nbformat.read(release["folder"] / source.name, as_version=4)
+        assert "restart the kernel" in nb.cells[0].source.lower()  # the course header comes first
+        src = nbformat.read(source, as_version=4)
+        graded = {c.metadata["nbgrader"]["grade_id"]: c for c in src.cells if c.metadata.get("nbgrader", {}).get("grade")}
+        released = {c.metadata["nbgrader"]["grade_id"]: c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")}
+        assert set(graded) == set(released), source.name
+        for gid, cell in released.items():
+            assert cell.metadata["nbgrader"].get("points") == graded[gid].metadata["nbgrader"].get("points")
+            if cell.metadata["nbgrader"].get("solution"):
+                assert "YOUR ANSWER HERE" in cell.source or "YOUR CODE HERE" in cell.source, gid
