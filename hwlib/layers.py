@@ -9,8 +9,9 @@ Conventions (as in cs231n's ``layers.py``):
 * bad input raises ``ValueError`` naming the argument, the expected and the received shape.
 
 Everything is vectorized: no Python loop over samples, channels, filters or output pixels.
-The only loop (in ``conv_backward``) runs over the HH*WW kernel offsets, which is faster than
-the alternatives for the kit's shapes (see ``bench/``).
+The only loops run over kernel offsets (im2col and col2im in the convolution) or pooling-window
+offsets, one strided copy or operation each, which is faster than the alternatives for the
+kit's shapes (see ``bench/``).
 
 Code between ``### BEGIN SOLUTION`` and ``### END SOLUTION`` is what students write; the
 student release replaces each such region with ``raise NotImplementedError``.
@@ -133,11 +134,21 @@ def conv_forward(x, w):
             f"kernel w {w.shape} is larger than the image x {x.shape}: need HH <= H and WW <= W")
     ### BEGIN SOLUTION
     Ho, Wo = H - HH + 1, W - WW + 1
-    # im2col through a strided view: cols[n, (c, i, j), (y, x)] = x[n, c, y + i, x + j].
-    windows = sliding_window_view(x, (HH, WW), axis=(2, 3))          # (N, C, Ho, Wo, HH, WW), no copy
-    cols = np.ascontiguousarray(windows.transpose(0, 1, 4, 5, 2, 3)).reshape(N, C * HH * WW, Ho * Wo)
-    w_mat = w.reshape(F, C * HH * WW)
-    out = np.matmul(w_mat, cols).reshape(N, F, Ho, Wo)              # one GEMM per sample, batched
+    dtype = np.result_type(x, w)
+    # im2col: cols[(c, i, j), (y, x, n)] = x[n, c, y + i, x + j], so that a single matrix product
+    # K (F, C*HH*WW) @ cols computes the whole batch: one large product runs much faster than N
+    # small ones, whose BLAS calls cost more to start than to run at these sizes.
+    # The sample index n goes last (innermost): then the window of each kernel offset (i, j) is,
+    # for each (c, y), one contiguous run of Wo*N numbers instead of N runs of Wo, and the strided
+    # copy below (one per kernel offset) runs several times faster.
+    x_t = np.ascontiguousarray(x.transpose(1, 2, 3, 0), dtype=dtype)           # (C, H, W, N)
+    cols = np.empty((C, HH, WW, Ho, Wo, N), dtype=dtype)
+    for i in range(HH):
+        for j in range(WW):
+            cols[:, i, j] = x_t[:, i:i + Ho, j:j + Wo]
+    cols = cols.reshape(C * HH * WW, Ho * Wo * N)
+    out = w.reshape(F, C * HH * WW).astype(dtype, copy=False) @ cols          # (F, Ho*Wo*N)
+    out = np.ascontiguousarray(out.reshape(F, Ho, Wo, N).transpose(3, 0, 1, 2))
     cache = (x.shape, w, cols)
     ### END SOLUTION
     return out, cache
@@ -163,16 +174,21 @@ def conv_backward(dout, cache):
     Ho, Wo = H - HH + 1, W - WW + 1
     require(dout.shape == (N, F, Ho, Wo), "conv_backward",
             f"dout must have shape {(N, F, Ho, Wo)} (the forward output); got shape {dout.shape}")
-    dout_mat = dout.reshape(N, F, Ho * Wo)
+    dtype = np.result_type(dout, cols)
+    # dY laid out like the columns of cols: dout_mat[f, (y, x, n)] = dout[n, f, y, x].
+    dout_mat = np.ascontiguousarray(dout.transpose(1, 2, 3, 0), dtype=dtype).reshape(F, Ho * Wo * N)
     # dK = sum_n X[n] *filt dY[n]: the filtering is the product with the im2col matrix.
-    dw = np.matmul(dout_mat, cols.transpose(0, 2, 1)).sum(axis=0).reshape(w.shape)
-    # dX = sum_f dY[n, f] *full K[f, c]: each output pixel sends dY * K back to the HH x WW
-    # pixels it read; summing those shifted copies is the full convolution.
-    dcols = np.matmul(w.reshape(F, C * HH * WW).T, dout_mat).reshape(N, C, HH, WW, Ho, Wo)
-    dx = np.zeros(x_shape, dtype=np.result_type(dout, w))
+    dw = (dout_mat @ cols.T).reshape(w.shape)
+    # dX = sum_f dY[n, f] *full K[f, c]: each output pixel sends dY * K back to the HH x WW pixels
+    # it read. dcols = K^T @ dY holds those contributions, one row (c, i, j) per kernel offset;
+    # adding up the rows, each shifted by its offset (col2im), is the full convolution. As in the
+    # forward pass, n innermost makes each shifted add one long contiguous run per (c, y).
+    dcols = (w.reshape(F, C * HH * WW).T.astype(dtype, copy=False) @ dout_mat).reshape(C, HH, WW, Ho, Wo, N)
+    dx_t = np.zeros((C, H, W, N), dtype=dtype)
     for i in range(HH):
         for j in range(WW):
-            dx[:, :, i:i + Ho, j:j + Wo] += dcols[:, :, i, j]
+            dx_t[:, i:i + Ho, j:j + Wo] += dcols[:, i, j]
+    dx = np.ascontiguousarray(dx_t.transpose(3, 0, 1, 2))                      # (N, C, H, W)
     ### END SOLUTION
     return dx, dw
 
@@ -210,13 +226,33 @@ def max_pool_forward(x, pool_param):
     require_ndim("max_pool_forward", "x", x, 4, "(N, C, H, W)")
     HH, WW, S, Ho, Wo = _pool_geometry("max_pool_forward", x.shape, pool_param)
     ### BEGIN SOLUTION
-    N, C, H, W = x.shape
-    if S == HH == WW:
-        # Non-overlapping windows: a reshape exposes them without copying.
-        out = x.reshape(N, C, Ho, HH, Wo, WW).max(axis=(3, 5))
-    else:
-        out = sliding_window_view(x, (HH, WW), axis=(2, 3))[:, :, ::S, ::S].max(axis=(4, 5))
-    cache = (x, (HH, WW, S, Ho, Wo))
+    # The maximum over a window is the maximum over its rows of each row's maximum, and the first
+    # maximum in row-major order lies in the first row holding the maximum, at that row's first
+    # maximum. So we pool in two passes, each a short loop over window offsets on strided views
+    # (no copies), and record which offset held the first maximum: all the backward pass needs.
+    def first_max(views):
+        """Element-wise maximum of ``views`` and, per view, the mask of where it holds the first
+        maximum (on ties the earliest view wins, as in PyTorch)."""
+        if len(views) == 1:
+            return views[0].copy(), [np.ones(views[0].shape, dtype=bool)]
+        gains = [views[1] > views[0]]               # gains[k - 1]: views[k] beats all of views[:k]
+        best = np.maximum(views[0], views[1])
+        for view in views[2:]:
+            gains.append(view > best)               # strict: a tie keeps the earlier offset
+            np.maximum(best, view, out=best)
+        firsts, later = [None] * len(views), gains[-1]   # later: some view after k beat those before it
+        firsts[-1] = gains[-1]
+        for k in range(len(views) - 2, 0, -1):
+            firsts[k] = gains[k - 1] & ~later
+            later = later | gains[k - 1]
+        firsts[0] = ~later
+        return best, firsts
+
+    # Pass 1, along the width: for every row of x, the maximum over each window's WW columns.
+    row_max, col_first = first_max([x[:, :, :, j:j + S * (Wo - 1) + 1:S] for j in range(WW)])   # (N, C, H, Wo)
+    # Pass 2, along the height: the maximum of those over each window's HH rows.
+    out, row_first = first_max([row_max[:, :, i:i + S * (Ho - 1) + 1:S] for i in range(HH)])    # (N, C, Ho, Wo)
+    cache = (x.shape, x.dtype, (HH, WW, S, Ho, Wo), col_first, row_first)
     ### END SOLUTION
     return out, cache
 
@@ -231,25 +267,30 @@ def max_pool_backward(dout, cache):
     """
     dout = as_array("max_pool_backward", "dout", dout)
     ### BEGIN SOLUTION
-    x, (HH, WW, S, Ho, Wo) = cache
-    N, C, H, W = x.shape
+    x_shape, x_dtype, (HH, WW, S, Ho, Wo), col_first, row_first = cache
+    N, C, H, W = x_shape
     require(dout.shape == (N, C, Ho, Wo), "max_pool_backward",
             f"dout must have shape {(N, C, Ho, Wo)} (the forward output); got shape {dout.shape}")
-    dtype = np.result_type(dout, x)
-    if S == HH == WW:
-        windows = x.reshape(N, C, Ho, HH, Wo, WW).transpose(0, 1, 2, 4, 3, 5).reshape(N, C, Ho, Wo, HH * WW)
-        first_max = windows.argmax(axis=-1)
-        dwin = (np.arange(HH * WW) == first_max[..., None]) * dout[..., None].astype(dtype, copy=False)
-        dx = dwin.reshape(N, C, Ho, Wo, HH, WW).transpose(0, 1, 2, 4, 3, 5).reshape(N, C, H, W)
-    else:
-        windows = sliding_window_view(x, (HH, WW), axis=(2, 3))[:, :, ::S, ::S].reshape(N, C, Ho, Wo, HH * WW)
-        first_max = windows.argmax(axis=-1)
-        # Flat index of each window's maximum in its (H, W) plane, then one scatter-add per plane.
-        rows = np.arange(Ho)[:, None] * S + first_max // WW
-        cols = np.arange(Wo)[None, :] * S + first_max % WW
-        plane = (np.arange(N * C) * (H * W)).reshape(N, C, 1, 1)
-        flat = (plane + rows * W + cols).ravel()
-        dx = np.bincount(flat, weights=dout.ravel(), minlength=N * C * H * W).astype(dtype, copy=False).reshape(N, C, H, W)
+    dtype = np.result_type(dout, x_dtype)
+
+    def scatter(grad, firsts, shape, axis):
+        """Undo one pass of the forward: send ``grad`` to the offset (along ``axis``) that held the
+        first maximum. Windows that tile (stride == size) give each element exactly one slot, so we
+        assign; otherwise overlapping windows add up and elements in no window keep a zero."""
+        tiles = len(firsts) == S
+        target = np.empty(shape, dtype) if tiles else np.zeros(shape, dtype)
+        index = [slice(None)] * 4
+        for k, first in enumerate(firsts):
+            index[axis] = slice(k, k + S * (grad.shape[axis] - 1) + 1, S)
+            slot = target[tuple(index)]
+            if tiles:
+                np.multiply(grad, first, out=slot)
+            else:
+                slot += grad * first
+        return target
+
+    d_row_max = scatter(dout, row_first, (N, C, H, Wo), axis=2)   # undo pass 2 (rows)
+    dx = scatter(d_row_max, col_first, (N, C, H, W), axis=3)      # undo pass 1 (columns)
     ### END SOLUTION
     return dx
 
