@@ -128,6 +128,11 @@ def _enter_full(root: str, workdir: str, tools: str, data: str | None, uid: int,
     _check(_libc.unshare(_CLONE_NEWNS | _CLONE_NEWNET | _CLONE_NEWIPC | _CLONE_NEWUTS), "unshare")
     _mount(None, "/", None, _MS_REC | _MS_PRIVATE)
     _mount("tmpfs", root, "tmpfs", _MS_NOSUID | _MS_NODEV, "size=8m,mode=755")
+    # The private /tmp comes first, so that a Python or virtualenv living under /tmp (a checkout
+    # in /tmp) is bound on top of it instead of being hidden by it.
+    for name, mode in (("/tmp", "1777"), ("/dev/shm", "1777")):
+        os.makedirs(root + name, exist_ok=True)
+        _mount("tmpfs", root + name, "tmpfs", _MS_NOSUID | _MS_NODEV, f"size={limits.tmp_bytes},mode={mode}")
     for path in ro_paths:
         if os.path.exists(path):
             _bind(root, path)
@@ -136,9 +141,6 @@ def _enter_full(root: str, workdir: str, tools: str, data: str | None, uid: int,
         if os.path.exists("/dev/" + dev):
             _bind(root, "/dev/" + dev, writable=True)
     os.symlink("/proc/self/fd", root + "/dev/fd")
-    for name, mode in (("/tmp", "1777"), ("/dev/shm", "1777")):
-        os.makedirs(root + name, exist_ok=True)
-        _mount("tmpfs", root + name, "tmpfs", _MS_NOSUID | _MS_NODEV, f"size={limits.tmp_bytes},mode={mode}")
     os.makedirs(root + "/proc", exist_ok=True)
     _mount("proc", root + "/proc", "proc", _MS_NOSUID | _MS_NODEV, "hidepid=2")
     _bind(root, workdir, SANDBOX_DIR, writable=True)
