@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 # Tests and benchmarks use the shared data when it is there; the kit never needs it.
-SHARED_DATA := $(wildcard ../shared/data)
+SHARED_DATA := $(abspath $(wildcard ../shared/data))
 
 .PHONY: run test bench report venv clean
 

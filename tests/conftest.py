@@ -21,7 +21,7 @@ def rng(request) -> np.random.Generator:
 def shared_data_root() -> Path | None:
     """``../shared/data`` (or ``$HWLIB_TEST_SHARED_DATA``) when it exists, else None."""
     root = os.environ.get("HWLIB_TEST_SHARED_DATA") or str(REPO.parent / "shared" / "data")
-    path = Path(root)
+    path = Path(root).resolve()
     return path if path.is_dir() else None
 
 
