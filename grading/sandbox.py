@@ -48,7 +48,8 @@ __all__ = ["Limits", "Result", "Sandbox", "Running", "isolation", "site_packages
 SANDBOX_DIR = "/sandbox"       # where the submission's folder appears inside the sandbox
 TOOLS_DIR = "/grader"          # read-only: the sandbox-side scripts (never the hidden checks)
 DATA_DIR = "/data"             # read-only: an optional data root
-UID_BASE = 62000               # sandbox uids: UID_BASE + slot (no such users in /etc/passwd)
+UID_BASE = 62000               # sandbox uids: UID_BASE + block of the process + slot (no such users)
+_SLOTS = 1000                  # uids per grading process
 
 _CLONE_NEWNS, _CLONE_NEWUTS, _CLONE_NEWIPC, _CLONE_NEWNET = 0x00020000, 0x04000000, 0x08000000, 0x40000000
 _MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_REMOUNT, _MS_BIND, _MS_REC, _MS_PRIVATE = 1, 2, 4, 32, 4096, 16384, 1 << 18
@@ -195,7 +196,8 @@ def isolation() -> dict:
         work.mkdir()
         box = Sandbox(work, slot=0, tools=Path(tmp), mode="full")
         try:
-            res = box.run(["/bin/sh", "-c", "test ! -e /root/.bash_history -a $(id -u) -ne 0"], timeout=30)
+            # Generous: on a loaded machine the first sandbox start can take a while.
+            res = box.run(["/bin/sh", "-c", "test ! -e /root/.bash_history -a $(id -u) -ne 0"], timeout=120)
             ok = res.returncode == 0
             info["reason"] = "" if ok else f"probe failed (exit {res.returncode}): {res.stderr[-300:]}"
         except (OSError, subprocess.SubprocessError) as exc:
@@ -215,7 +217,9 @@ class Sandbox:
     def __init__(self, workdir: Path, *, slot: int, tools: Path, limits: Limits = Limits(),
                  data_root: Path | None = None, mode: str | None = None):
         self.workdir = Path(workdir).resolve()
-        self.uid = UID_BASE + slot
+        # Each grading process gets its own block of uids: sandboxes of two processes (two pytest
+        # workers, two autograde runs) never share a uid, so killing one's leftovers spares the other.
+        self.uid = UID_BASE + (os.getpid() % 10_000) * _SLOTS + slot % _SLOTS
         self.tools = Path(tools).resolve()
         self.limits = limits
         self.data_root = Path(data_root).resolve() if data_root else None
