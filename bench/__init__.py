@@ -52,6 +52,7 @@ class Check:
     value: float
     op: str                            # "<=" or ">="
     target: float
+    detail: str = ""                   # context printed after the verdict (e.g. the best-case ratio)
 
     @property
     def passed(self) -> bool:
@@ -67,13 +68,16 @@ def setup_torch():
 
 
 def time_interleaved(candidates: dict, repeats: int | None = None, warmup: int = 3,
-                     budget_s: float = 5.0, min_repeats: int = 15, max_repeats: int = 400) -> dict:
+                     budget_s: float = 5.0, min_repeats: int = 15, max_repeats: int = 400,
+                     minima: dict | None = None) -> dict:
     """Median seconds per call of each zero-argument callable in ``candidates``.
 
     After ``warmup`` untimed calls each, the candidates run in turn, round after round, so that a
     burst of load on a shared machine hits all of them alike. Without ``repeats``, the number of
     rounds fits ``budget_s`` (judged from the warm-up), within [min_repeats, max_repeats]. The
-    garbage collector is paused while timing and runs between rounds.
+    garbage collector is paused while timing and runs between rounds. If ``minima`` is a dict, it
+    also receives the fastest call of each candidate: on a busy machine the ratio of minima is
+    closer to what a quiet machine gives than the ratio of medians.
     """
     round_s = 0.0
     for fn in candidates.values():
@@ -97,4 +101,6 @@ def time_interleaved(candidates: dict, repeats: int | None = None, warmup: int =
     finally:
         if gc_was_enabled:
             gc.enable()
+    if minima is not None:
+        minima.update({name: float(np.min(ts)) for name, ts in samples.items()})
     return {name: float(np.median(ts)) for name, ts in samples.items()}

@@ -76,7 +76,8 @@ def main(argv=None) -> int:
     if all_checks:
         print("\n== targets ==")
         for c in all_checks:
-            print(f"{'PASS' if c.passed else 'FAIL'}  {c.name} = {c.value:.2f}  (target {c.op} {c.target:g})")
+            detail = f"; {c.detail}" if c.detail else ""
+            print(f"{'PASS' if c.passed else 'FAIL'}  {c.name} = {c.value:.2f}  (target {c.op} {c.target:g}{detail})")
         failed = sum(not c.passed for c in all_checks)
         print(f"{'PASS' if not failed else 'FAIL'}: {len(all_checks) - failed}/{len(all_checks)} targets met")
         if failed and args.strict:

@@ -252,6 +252,14 @@ def max_pool_forward(x, pool_param):
     row_max, col_first = first_max([x[:, :, :, j:j + S * (Wo - 1) + 1:S] for j in range(WW)])   # (N, C, H, Wo)
     # Pass 2, along the height: the maximum of those over each window's HH rows.
     out, row_first = first_max([row_max[:, :, i:i + S * (Ho - 1) + 1:S] for i in range(HH)])    # (N, C, Ho, Wo)
+    if S == HH:
+        # The windows tile the rows (the usual case), so every row of x belongs to one window:
+        # fold the choice of row into the column masks. The backward pass then needs no
+        # scatter over rows, only a repeat of dout along them.
+        row_mask = np.empty(row_max.shape, dtype=bool)
+        for i in range(HH):
+            row_mask[:, :, i::HH] = row_first[i]
+        col_first, row_first = [first & row_mask for first in col_first], None
     cache = (x.shape, x.dtype, (HH, WW, S, Ho, Wo), col_first, row_first)
     ### END SOLUTION
     return out, cache
@@ -275,22 +283,26 @@ def max_pool_backward(dout, cache):
 
     def scatter(grad, firsts, shape, axis):
         """Undo one pass of the forward: send ``grad`` to the offset (along ``axis``) that held the
-        first maximum. Windows that tile (stride == size) give each element exactly one slot, so we
-        assign; otherwise overlapping windows add up and elements in no window keep a zero."""
-        tiles = len(firsts) == S
-        target = np.empty(shape, dtype) if tiles else np.zeros(shape, dtype)
+        first maximum. The slots of one offset never overlap, so they are assigned; those of later
+        offsets add up where windows overlap (stride < size). Elements in no window (stride > size)
+        keep a zero; where windows tile (stride == size) every element is assigned exactly once."""
+        size = len(firsts)
+        target = np.empty(shape, dtype) if size == S else np.zeros(shape, dtype)
         index = [slice(None)] * 4
         for k, first in enumerate(firsts):
             index[axis] = slice(k, k + S * (grad.shape[axis] - 1) + 1, S)
             slot = target[tuple(index)]
-            if tiles:
+            if k == 0 or S >= size:
                 np.multiply(grad, first, out=slot)
             else:
                 slot += grad * first
         return target
 
-    d_row_max = scatter(dout, row_first, (N, C, H, Wo), axis=2)   # undo pass 2 (rows)
-    dx = scatter(d_row_max, col_first, (N, C, H, W), axis=3)      # undo pass 1 (columns)
+    if row_first is None:                                         # rows tiled: see the forward pass
+        d_row_max = np.repeat(dout.astype(dtype, copy=False), HH, axis=2)
+    else:
+        d_row_max = scatter(dout, row_first, (N, C, H, Wo), axis=2)   # undo pass 2 (rows)
+    dx = scatter(d_row_max, col_first, (N, C, H, W), axis=3)          # undo pass 1 (columns)
     ### END SOLUTION
     return dx
 
