@@ -249,74 +249,13 @@ def _compare_init(name: str, case: Case, outputs: dict, expected: dict) -> dict:
 
 
 def judge_transfer(spec: str, case: Case, inputs: dict, got: dict) -> dict:
-    """Q5's rules (those of hwlib.checks_transfer), applied to what the sandbox observed."""
-    def names(key):
-        return [str(v) for v in np.atleast_1d(got.get(key, np.array([], dtype=str))).tolist()]
+    """Q5: the public checks' rules (``hwlib.checks_transfer.judge``, the kit's trusted copy) applied to
+    what the sandbox observed (arrays turned back into plain values)."""
+    from hwlib import checks_transfer
 
-    def flag(key):
-        return bool(np.asarray(got.get(key, False)).item()) if key in got else False
-
-    head = ["fc.weight", "fc.bias"]
-    if spec in ("freeze", "finetune"):
-        K = int(inputs["num_classes"])
-        if not flag("returned_is_model"):
-            raise AssertionError(f"{spec} must return the model it was given (changed in place)")
-        if not flag("head_is_linear") or not flag("head_is_new"):
-            raise AssertionError(f"{spec}: model.fc must be a new nn.Linear")
-        shape = [int(v) for v in np.asarray(got.get("head_shape", [-1, -1])).tolist()]
-        if shape != [512, K]:
-            raise AssertionError(f"{spec}: the new head must be Linear(512, {K}); got Linear({shape[0]}, {shape[1]})")
-        total = int(np.asarray(got.get("num_parameters", 0)).item()) if "num_parameters" in got else 0
-        trainable, changed = names("trainable"), names("changed")
-        if spec == "freeze":
-            if trainable != head:
-                raise AssertionError(f"freeze: only the head may be trainable; {len(trainable)} trainable parameter "
-                                     f"tensors, e.g. {[n for n in trainable if n not in head][:3]}")
-            if changed != head:
-                raise AssertionError(f"freeze: training must change the head and nothing else; changed: "
-                                     f"{changed[:4]}{' ...' if len(changed) > 4 else ''} ({len(changed)} in all)")
-        else:
-            if len(trainable) != total:
-                raise AssertionError(f"finetune: every parameter must be trainable; {total - len(trainable)} of {total} are not")
-            if len(changed) != total:
-                raise AssertionError(f"finetune: training must change every parameter; {total - len(changed)} of "
-                                     f"{total} did not change")
-        return {}
-    epochs = int(inputs["num_epochs"])
-    if int(np.asarray(got.get("scheduler_warnings", 1)).item()):
-        raise AssertionError("train_model: PyTorch warns that scheduler.step() ran before optimizer.step(): "
-                             "step the scheduler once per epoch, after the train phase")
-    history = {k[len("history/"):]: np.asarray(v, dtype=float).tolist() for k, v in got.items() if k.startswith("history/")}
-    for key in ("train_loss", "train_acc", "val_loss", "val_acc"):
-        if len(history.get(key, [])) != epochs:
-            raise AssertionError(f"train_model: model.history[{key!r}] must have one entry per epoch ({epochs}); "
-                                 f"got {history.get(key)}")
-    batches = epochs * int(np.asarray(got["batches_per_epoch"]).item())
-    steps = int(np.asarray(got["optimizer_steps"]).item())
-    if steps != batches:
-        raise AssertionError(f"train_model: optimizer.step() ran {steps} times; expected one per training batch "
-                             f"({batches}): the val phase must not train")
-    lr = float(np.asarray(got["final_lr"]).item())
-    if abs(lr - 0.1 * 0.5 ** epochs) > 1e-12:
-        raise AssertionError(f"train_model: StepLR(step_size=1, gamma=0.5) must step once per epoch ({epochs} times); "
-                             f"the final lr is {lr:g}, expected {0.1 * 0.5 ** epochs:g}")
-    losses, accs = history["train_loss"], history["val_acc"]
-    if not losses[-1] < 0.5 * losses[0]:
-        raise AssertionError(f"train_model: the training loss must fall on an easy problem; got {losses}")
-    if max(accs) < 0.9:
-        raise AssertionError(f"train_model: validation accuracy must reach 0.9 on an easy problem; got {accs}")
-    best = accs.index(max(accs))
-    acc, loss = float(np.asarray(got["returned_val_acc"]).item()), float(np.asarray(got["returned_val_loss"]).item())
-    if abs(acc - accs[best]) > 1e-6 or abs(loss - history["val_loss"][best]) > 1e-4:
-        raise AssertionError(f"train_model: the returned model must be the best validation epoch's, with the history's "
-                             f"numbers: it has val acc {acc:.4f}, loss {loss:.4f}; the history's best epoch "
-                             f"({best + 1}) says acc {accs[best]:.4f}, loss {history['val_loss'][best]:.4f}")
-    sab_accs = np.asarray(got.get("sabotage/val_acc", []), dtype=float).tolist()
-    kept = np.asarray(got.get("sabotage/returned_is_snapshot", []), dtype=bool).tolist()
-    if len(sab_accs) != epochs or len(kept) != epochs or not any(
-            k and a == max(sab_accs) for k, a in zip(kept, sab_accs)):
-        raise AssertionError(f"train_model must return the weights of the best validation epoch (val acc {sab_accs}); "
-                             "the returned weights match none of the best epochs (copy the state dict with copy.deepcopy)")
+    obs = {key: np.asarray(value).tolist() for key, value in got.items()}
+    obs["num_epochs"] = inputs.get("num_epochs")     # what was asked, not what the sandbox says was asked
+    checks_transfer.judge(spec, obs, inputs.get("num_classes"))
     return {}
 
 

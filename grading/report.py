@@ -130,6 +130,18 @@ def write_pdf(nb, out: Path, flavour: str) -> Path:
     return out
 
 
+def _latex_errors(log: str, limit: int = 5) -> str:
+    """The ``!`` error lines of a LaTeX log, each with the source line it stopped at."""
+    lines = (log or "").splitlines()
+    found = []
+    for i, line in enumerate(lines):
+        if line.startswith("!") and "Emergency stop" not in line:
+            context = next((lines[j] + " " + (lines[j + 1].strip() if j + 1 < len(lines) else "")
+                            for j in range(i + 1, min(i + 8, len(lines))) if lines[j].startswith("l.")), "")
+            found.append(f"  {line}\n    at {context}" if context else f"  {line}")
+    return "\n".join(found[:limit]) or "\n".join("  " + line for line in lines[-15:])
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m grading.report", description=__doc__.splitlines()[0])
     parser.add_argument("--flavour", choices=["solution", "report"], default="solution",
@@ -153,7 +165,15 @@ def main(argv=None) -> int:
         print("PDF: skipped (xelatex/pandoc not installed; on Debian: "
               "apt-get install texlive-xetex texlive-fonts-recommended texlive-plain-generic pandoc)")
         return 0
-    pdf = write_pdf(nb, args.out / f"hw4{suffix}.pdf", args.flavour)
+    from nbconvert.exporters.pdf import LatexFailed
+
+    try:
+        pdf = write_pdf(nb, args.out / f"hw4{suffix}.pdf", args.flavour)
+    except LatexFailed as exc:
+        print(f"error: LaTeX failed on the merged notebooks (the HTML report is fine):\n{_latex_errors(exc.output)}\n"
+              "Fix the Markdown or output named above (a LaTeX command in a non-raw Python string loses its "
+              "backslash), or run with --no-pdf.", file=sys.stderr)
+        return 1
     print(f"PDF: {pdf}")
     return 0
 

@@ -163,90 +163,15 @@ def run_model(spec, inputs, options, case):
 
 
 def run_transfer(spec, inputs, options, case):
-    """Observe the student's ``freeze`` / ``finetune`` / ``train_model`` (Q5): what they build, what
-    trains, what changes. The trusted side judges the observations."""
+    """Observe the student's ``freeze`` / ``finetune`` / ``train_model`` (Q5) with the public checks'
+    ``observe_*`` half (``hwlib.checks_transfer``); the trusted side applies its ``judge`` half."""
     import numpy as np
-    import torch
-    from torch import nn
-    transfer = importlib.import_module("hwlib.transfer")
+    checks = importlib.import_module("hwlib.checks_transfer")
     seed = int(case["seed"])
-    torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed + 1)
     if spec == "train_model":
-        return _observe_train_model(transfer, inputs, generator)
-    from torchvision.models import resnet18
-    K = int(inputs["num_classes"])
-    model = resnet18(weights=None)
-    if spec == "finetune":  # a model frozen earlier must become trainable again
-        for param in model.parameters():
-            param.requires_grad = False
-    old_head = model.fc
-    returned = getattr(transfer, spec)(model, K)
-    head = getattr(model, "fc", None)
-    obs = {"returned_is_model": returned is model, "head_is_linear": isinstance(head, nn.Linear),
-           "head_is_new": head is not old_head,
-           "head_shape": [head.in_features, head.out_features] if isinstance(head, nn.Linear) else [-1, -1],
-           "trainable": [n for n, p in model.named_parameters() if p.requires_grad]}
-    before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    params = [p for p in model.parameters() if p.requires_grad]
-    x = torch.randn(2, 3, 32, 32, generator=generator)   # small images: the checks stay quick
-    y = torch.arange(2) % K
-    model.train()
-    if params:
-        optimizer = torch.optim.SGD(params, lr=0.01, momentum=0.9)
-        for _ in range(2):
-            optimizer.zero_grad()
-            out = model(x)
-            obs["output_shape"] = list(out.shape)
-            nn.functional.cross_entropy(out, y).backward()
-            optimizer.step()
-    obs["changed"] = [n for n, p in model.named_parameters() if n in before and not torch.equal(p.detach(), before[n])]
-    obs["num_parameters"] = len(before)
-    return {k: np.asarray(v) for k, v in obs.items()}
-
-
-def _observe_train_model(transfer, inputs, generator):
-    """Run train_model as the public check does, on its easy two-class problem; record what happened."""
-    import warnings
-
-    import numpy as np
-    import torch
-    from torch import nn
-    checks = importlib.import_module("hwlib.checks_transfer")   # the kit's public helpers (data, nets)
-    epochs = int(inputs["num_epochs"])
-    device = torch.device("cpu")
-    loaders, sizes = checks._loaders(generator)
-    model = checks._TinyNet()
-    optimizer = checks._CountingSGD(model.parameters(), lr=0.1, momentum=0.9)
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        model = transfer.train_model(device, loaders, sizes, model, nn.CrossEntropyLoss(), optimizer, scheduler,
-                                     num_epochs=epochs, verbose=False)
-    history = getattr(model, "history", None)
-    history = history if isinstance(history, dict) else {}
-    obs = {"scheduler_warnings": sum("lr_scheduler.step()" in str(w.message) for w in caught),
-           "optimizer_steps": optimizer.steps, "batches_per_epoch": len(loaders["train"]),
-           "final_lr": optimizer.param_groups[0]["lr"]}
-    for key in transfer.HISTORY_KEYS:
-        obs[f"history/{key}"] = [float(v) for v in history.get(key, [])]
-    val_x, val_y = loaders["val"].dataset.tensors
-    model.eval()
-    with torch.no_grad():
-        scores = model(val_x)
-    obs["returned_val_loss"] = nn.functional.cross_entropy(scores, val_y).item()
-    obs["returned_val_acc"] = (scores.argmax(1) == val_y).float().mean().item()
-    # Later epochs wrecked: the returned weights must be those of an earlier (the best) epoch.
-    loaders, sizes = checks._loaders(generator)
-    model = checks._TinyNet()
-    sabotage = checks._SabotagingSGD(model, len(loaders["train"]), start=2, lr=0.1, momentum=0.9)
-    scheduler = torch.optim.lr_scheduler.StepLR(sabotage, step_size=epochs)
-    returned = transfer.train_model(device, loaders, sizes, model, nn.CrossEntropyLoss(), sabotage, scheduler,
-                                    num_epochs=epochs, verbose=False)
-    state = returned.state_dict()
-    obs["sabotage/val_acc"] = [float(v) for v in getattr(returned, "history", {}).get("val_acc", [])]
-    obs["sabotage/returned_is_snapshot"] = [all(torch.equal(state[k], snap[k]) for k in snap)
-                                            for snap in sabotage.snapshots]
+        obs = checks.observe_train_model(int(inputs["num_epochs"]), seed)
+    else:
+        obs = checks.observe_head(spec, int(inputs["num_classes"]), seed)
     return {k: np.asarray(v) for k, v in obs.items()}
 
 

@@ -22,12 +22,11 @@ from collections import Counter
 
 import numpy as np
 
-from .classifiers import _float_dtype, _generator, _positive_int
 from .layers import fc_backward, fc_forward
 from .rnn_layers import (_int_ids, rnn_backward, rnn_forward, rnn_step_forward, temporal_fc_backward,
                          temporal_fc_forward, temporal_softmax_loss, word_embedding_backward,
                          word_embedding_forward)
-from .validation import require, require_ndim
+from .validation import as_generator, float_dtype, positive_int, require, require_ndim
 
 __all__ = [
     "CaptioningRNN", "caption_batch_sampler", "train_captioning",
@@ -80,11 +79,11 @@ class CaptioningRNN:
         self.word_to_idx = dict(word_to_idx)
         self.idx_to_word = {i: w for w, i in word_to_idx.items()}
         self._null, self._start, self._end = (word_to_idx[t] for t in SPECIAL_TOKENS)
-        self.input_dim = _positive_int(owner, "input_dim", input_dim)
-        self.wordvec_dim = _positive_int(owner, "wordvec_dim", wordvec_dim)
-        self.hidden_dim = _positive_int(owner, "hidden_dim", hidden_dim)
-        self.dtype = _float_dtype(owner, dtype)
-        rng = _generator(owner, rng)
+        self.input_dim = positive_int(owner, "input_dim", input_dim)
+        self.wordvec_dim = positive_int(owner, "wordvec_dim", wordvec_dim)
+        self.hidden_dim = positive_int(owner, "hidden_dim", hidden_dim)
+        self.dtype = float_dtype(owner, dtype)
+        rng = as_generator(owner, rng)
         V, D, W, H = len(word_to_idx), self.input_dim, self.wordvec_dim, self.hidden_dim
         # cs231n's initialisation: small word vectors, weights scaled by 1/sqrt(fan-in), zero biases.
         # Drawn in float64 and cast, so a seed gives the same (rounded) weights in either dtype.
@@ -171,7 +170,7 @@ class CaptioningRNN:
         """
         owner = "CaptioningRNN.sample"
         features = self._features(owner, features)
-        max_length = _positive_int(owner, "max_length", max_length)
+        max_length = positive_int(owner, "max_length", max_length)
         N = features.shape[0]
         captions = np.full((N, max_length), self._null, dtype=np.int64)
         W_proj, b_proj = self.params["W_proj"], self.params["b_proj"]

@@ -95,7 +95,7 @@ def _step_run(L, i):
 @_exact
 def _step_ref(i):
     torch = _torch()
-    (N, D), H = i["x"].shape, i["Wx"].shape[1]
+    D, H = i["x"].shape[1], i["Wx"].shape[1]
     cell, w_ih, w_hh, b_ih = _torch_cell(torch, torch.nn.RNNCell, i, D, H)
     x, h = _t(torch, i["x"], True), _t(torch, i["prev_h"], True)
     out = cell(x, h)
@@ -129,7 +129,7 @@ def _rnn_run(L, i):
 @_exact
 def _rnn_ref(i):
     torch = _torch()
-    (T, N, D), H = i["x"].shape, i["Wx"].shape[1]
+    D, H = i["x"].shape[2], i["Wx"].shape[1]
     rnn, w_ih, w_hh, b_ih = _torch_cell(torch, torch.nn.RNN, i, D, H)
     x, h0 = _t(torch, i["x"], True), _t(torch, i["h0"], True)
     out, _ = rnn(x, h0[None])  # batch_first=False: x is (T, N, D), as ours

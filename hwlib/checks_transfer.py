@@ -12,6 +12,10 @@ and judges behaviour that any correct implementation shows:
   does not train, and the weights of the best validation epoch are the ones returned.
 
 The checks run under :func:`torch.random.fork_rng`: they leave your random state as it was.
+
+Each check has two halves, so that the grader applies exactly these rules: ``observe_*`` runs your
+code and records what happened as plain values (in the grader this runs in the sandbox), and
+:func:`judge` turns the observations into a verdict (in the grader this runs outside the sandbox).
 """
 
 from __future__ import annotations
@@ -25,7 +29,11 @@ from torch import nn
 
 from . import transfer
 
-__all__ = ["check_freeze", "check_finetune", "check_train_model", "main"]
+__all__ = ["observe_head", "observe_train_model", "judge", "check_freeze", "check_finetune", "check_train_model",
+           "main"]
+
+HEAD = ["fc.weight", "fc.bias"]
+LR, GAMMA = 0.1, 0.5          # the train_model check's SGD learning rate and StepLR(step_size=1) factor
 
 
 def _resnet18() -> nn.Module:
@@ -34,82 +42,47 @@ def _resnet18() -> nn.Module:
     return resnet18(weights=None)
 
 
-def _backbone(model: nn.Module, head: str = "fc") -> dict[str, torch.Tensor]:
-    """Copies of every parameter outside the head, by name."""
-    return {name: param.detach().clone() for name, param in model.named_parameters()
-            if not name.startswith(head + ".")}
+# --- observe: run the student's code, record plain values -------------------------------------------
 
+def observe_head(func: str, num_classes: int, seed: int) -> dict:
+    """Call ``transfer.<func>`` ("freeze" or "finetune") on a fresh ResNet-18, take two SGD steps on
+    random 32x32 images over the parameters left trainable, and record what was built and what changed.
 
-def _sgd_steps(model: nn.Module, num_classes: int, generator: torch.Generator, steps: int = 2) -> None:
-    """A few SGD steps on random images over the trainable parameters, as train_model would take them."""
-    x = torch.randn(4, 3, 64, 64, generator=generator)
-    y = torch.arange(4) % num_classes
-    optimizer = torch.optim.SGD(transfer.trainable_parameters(model), lr=0.01, momentum=0.9)
-    model.train()
-    for _ in range(steps):
-        optimizer.zero_grad()
-        out = model(x)
-        assert out.shape == (4, num_classes), f"the model's output has shape {tuple(out.shape)}, expected (4, {num_classes})"
-        nn.functional.cross_entropy(out, y).backward()
-        optimizer.step()
-
-
-def _check_new_head(func: str, model: nn.Module, returned, old_head: nn.Module, num_classes: int) -> None:
-    assert returned is model, f"{func} must return the model it was given (changed in place); got {type(returned).__name__}"
-    head = model.fc
-    assert isinstance(head, nn.Linear), f"{func}: model.fc must be an nn.Linear; got {type(head).__name__}"
-    assert head is not old_head, f"{func}: model.fc must be a NEW nn.Linear (the ImageNet head has 1000 outputs)"
-    assert (head.in_features, head.out_features) == (512, num_classes), (
-        f"{func}: the new head must be Linear(512, {num_classes}) (num_ftrs = the old head's in_features); "
-        f"got Linear({head.in_features}, {head.out_features})")
-    assert all(p.requires_grad for p in head.parameters()), f"{func}: the new head's parameters must be trainable"
-
-
-def check_freeze(num_classes: int = 3) -> None:
-    """freeze(): backbone untrainable and unchanged by training; a new trainable head."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        generator = torch.Generator().manual_seed(1)
-        model = _resnet18()
-        old_head = model.fc
-        before = _backbone(model)
-        returned = transfer.freeze(model, num_classes)
-        _check_new_head("freeze", model, returned, old_head, num_classes)
-        trainable = [name for name, param in model.named_parameters() if param.requires_grad]
-        assert trainable == ["fc.weight", "fc.bias"], (
-            f"freeze: only the head may be trainable; trainable parameters: {trainable[:5]}"
-            f"{' ...' if len(trainable) > 5 else ''} ({len(trainable)} in all)")
-        _sgd_steps(model, num_classes, generator)
-        changed = [name for name, value in _backbone(model).items() if not torch.equal(value, before[name])]
-        assert not changed, f"freeze: training changed backbone parameters {changed[:3]} ({len(changed)} in all)"
-        head_weight = model.fc.weight.detach().clone()
-        _sgd_steps(model, num_classes, generator, steps=1)
-        assert not torch.equal(model.fc.weight, head_weight), "freeze: training must change the head's weights"
-    print(f"check_freeze: ok (backbone of {len(before)} parameter tensors frozen and unchanged; "
-          f"new head Linear(512, {num_classes}) trains)")
-
-
-def check_finetune(num_classes: int = 3) -> None:
-    """finetune(): a new head, every parameter trainable (even of a frozen model), training changes them all."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        generator = torch.Generator().manual_seed(2)
-        model = _resnet18()
-        for param in model.parameters():      # a model frozen earlier must become trainable again
+    For ``finetune`` the model is frozen first: a model frozen earlier must become trainable again.
+    """
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed + 1)
+    model = _resnet18()
+    if func == "finetune":
+        for param in model.parameters():
             param.requires_grad = False
-        old_head = model.fc
-        before = _backbone(model)
-        returned = transfer.finetune(model, num_classes)
-        _check_new_head("finetune", model, returned, old_head, num_classes)
-        frozen = [name for name, param in model.named_parameters() if not param.requires_grad]
-        assert not frozen, f"finetune: every parameter must be trainable; frozen: {frozen[:5]} ({len(frozen)} in all)"
-        _sgd_steps(model, num_classes, generator)
-        unchanged = [name for name, value in _backbone(model).items() if torch.equal(value, before[name])]
-        assert not unchanged, f"finetune: training left backbone parameters unchanged: {unchanged[:3]} ({len(unchanged)} in all)"
-    print(f"check_finetune: ok (new head Linear(512, {num_classes}); all {len(before) + 2} parameter tensors train)")
+    old_head = model.fc
+    returned = getattr(transfer, func)(model, num_classes)
+    head = getattr(model, "fc", None)
+    obs = {"returned_is_model": returned is model, "returned_type": type(returned).__name__,
+           "head_type": type(head).__name__, "head_is_linear": isinstance(head, nn.Linear),
+           "head_is_new": head is not old_head,
+           "head_shape": [head.in_features, head.out_features] if isinstance(head, nn.Linear) else [-1, -1],
+           "trainable": [name for name, p in model.named_parameters() if p.requires_grad]}
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    params = [p for p in model.parameters() if p.requires_grad]
+    x = torch.randn(2, 3, 32, 32, generator=generator)   # small images: the check stays quick
+    y = torch.arange(2) % num_classes
+    model.train()
+    obs["output_shape"] = []
+    if params:
+        optimizer = torch.optim.SGD(params, lr=0.01, momentum=0.9)
+        for _ in range(2):
+            optimizer.zero_grad()
+            out = model(x)
+            obs["output_shape"] = list(out.shape)
+            nn.functional.cross_entropy(out, y).backward()
+            optimizer.step()
+    obs["changed"] = [name for name, p in model.named_parameters()
+                      if name in before and not torch.equal(p.detach(), before[name])]
+    obs["num_parameters"] = len(before)
+    return obs
 
-
-# --- train_model ------------------------------------------------------------------------------------
 
 class _TinyNet(nn.Module):
     def __init__(self):
@@ -172,71 +145,163 @@ def _loaders(generator):
     return transfer.make_dataloaders(datasets, batch_size=8, generator=generator)
 
 
-def check_train_model(num_epochs: int = 4) -> None:
-    """train_model(): loss falls, history right, scheduler order and count, best validation weights kept."""
-    device = torch.device("cpu")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        generator = torch.Generator().manual_seed(3)
-        dataloaders, sizes = _loaders(generator)
-        model = _TinyNet()
-        optimizer = _CountingSGD(model.parameters(), lr=0.1, momentum=0.9)
-        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            model = transfer.train_model(device, dataloaders, sizes, model, nn.CrossEntropyLoss(), optimizer,
-                                         scheduler, num_epochs=num_epochs, verbose=False)
-        for warning in caught:
-            assert "lr_scheduler.step()" not in str(warning.message), (
-                "PyTorch warns that scheduler.step() ran before optimizer.step(): step the scheduler once per "
-                f"epoch, after the train phase's optimizer steps ({warning.message})")
-            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
-        history = getattr(model, "history", None)
-        assert isinstance(history, dict), "train_model must attach model.history, a dict of per-epoch lists"
-        for key in transfer.HISTORY_KEYS:
-            assert len(history.get(key, [])) == num_epochs, (
-                f"model.history[{key!r}] must have one entry per epoch ({num_epochs}); got {history.get(key)}")
-        batches = num_epochs * len(dataloaders["train"])
-        assert optimizer.steps == batches, (
-            f"optimizer.step() ran {optimizer.steps} times; expected one per training batch ({batches}): "
-            "the val phase must not train")
-        lr = optimizer.param_groups[0]["lr"]
-        assert abs(lr - 0.1 * 0.5 ** num_epochs) < 1e-12, (
-            f"after {num_epochs} epochs StepLR(step_size=1, gamma=0.5) must have stepped {num_epochs} times "
-            f"(lr {0.1 * 0.5 ** num_epochs:g}); lr is {lr:g}")
-        losses = history["train_loss"]
-        assert losses[-1] < 0.5 * losses[0], f"the training loss must fall on an easy problem; got {losses}"
-        assert max(history["val_acc"]) >= 0.9, f"validation accuracy must reach 0.9 on an easy problem; got {history['val_acc']}"
-        # The history is measured, not made up: recompute the best epoch's numbers on the returned model.
-        best = history["val_acc"].index(max(history["val_acc"]))
-        val_x, val_y = dataloaders["val"].dataset.tensors
-        model.eval()
-        with torch.no_grad():
-            scores = model(val_x)
-        val_loss = nn.functional.cross_entropy(scores, val_y).item()
-        val_acc = (scores.argmax(1) == val_y).float().mean().item()
-        assert abs(val_acc - history["val_acc"][best]) < 1e-6 and abs(val_loss - history["val_loss"][best]) < 1e-4, (
-            f"the returned model must be the one of the best validation epoch, with the history's numbers: it "
-            f"has val acc {val_acc:.4f}, loss {val_loss:.4f}; the history's best epoch ({best + 1}) says acc "
-            f"{history['val_acc'][best]:.4f}, loss {history['val_loss'][best]:.4f} (keep a copy.deepcopy of the "
-            "best state dict; an epoch's loss is the mean loss per sample)")
+def observe_train_model(num_epochs: int, seed: int) -> dict:
+    """Run ``transfer.train_model`` twice on an easy two-class problem and record what happened.
 
-        # Best weights kept: later epochs are wrecked, so the returned weights must be an earlier epoch's.
-        dataloaders, sizes = _loaders(generator)
-        model = _TinyNet()
-        sabotage = _SabotagingSGD(model, len(dataloaders["train"]), start=2, lr=0.1, momentum=0.9)
-        scheduler = torch.optim.lr_scheduler.StepLR(sabotage, step_size=num_epochs)
-        returned = transfer.train_model(device, dataloaders, sizes, model, nn.CrossEntropyLoss(), sabotage,
-                                        scheduler, num_epochs=num_epochs, verbose=False)
-        accs = returned.history["val_acc"]
-        assert max(accs) > accs[-1], f"check setup: the wrecked epochs should be worse; val acc {accs}"
-        state = returned.state_dict()
-        kept = [epoch for epoch, snap in enumerate(sabotage.snapshots)
-                if accs[epoch] == max(accs) and all(torch.equal(state[k], snap[k]) for k in snap)]
-        assert kept, (f"train_model must return the weights of the best validation epoch (val acc {accs}); the "
-                      "returned weights match none of the best epochs (copy the state dict with copy.deepcopy)")
-    print(f"check_train_model: ok (train loss {losses[0]:.3f} -> {losses[-1]:.3f}, best val acc {max(accs):.2f} "
-          f"kept from epoch {kept[0] + 1} of {num_epochs}, scheduler stepped after the optimizer)")
+    First with an SGD that counts its steps and StepLR(step_size=1, gamma=GAMMA): the history, the step
+    count, the final learning rate, scheduler warnings, the returned model's validation numbers. Then
+    with an SGD that wrecks the model from epoch 3 on: which epochs' weights the returned model equals.
+    PyTorch warnings other than the scheduler-order one are passed on.
+    """
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed + 1)
+    device = torch.device("cpu")
+    loaders, sizes = _loaders(generator)
+    model = _TinyNet()
+    optimizer = _CountingSGD(model.parameters(), lr=LR, momentum=0.9)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=GAMMA)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = transfer.train_model(device, loaders, sizes, model, nn.CrossEntropyLoss(), optimizer, scheduler,
+                                     num_epochs=num_epochs, verbose=False)
+    order = [w for w in caught if "lr_scheduler.step()" in str(w.message)]
+    for w in caught:
+        if w not in order:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    history = getattr(model, "history", None)
+    obs = {"num_epochs": num_epochs, "history_is_dict": isinstance(history, dict),
+           "scheduler_warning": str(order[0].message) if order else "",
+           "optimizer_steps": optimizer.steps, "batches_per_epoch": len(loaders["train"]),
+           "final_lr": optimizer.param_groups[0]["lr"]}
+    history = history if isinstance(history, dict) else {}
+    for key in transfer.HISTORY_KEYS:
+        obs[f"history/{key}"] = [float(v) for v in history.get(key, [])]
+    val_x, val_y = loaders["val"].dataset.tensors
+    model.eval()
+    with torch.no_grad():
+        scores = model(val_x)
+    obs["returned_val_loss"] = nn.functional.cross_entropy(scores, val_y).item()
+    obs["returned_val_acc"] = (scores.argmax(1) == val_y).float().mean().item()
+    # Later epochs wrecked: the returned weights must be those of an earlier (the best) epoch.
+    loaders, sizes = _loaders(generator)
+    model = _TinyNet()
+    sabotage = _SabotagingSGD(model, len(loaders["train"]), start=2, lr=LR, momentum=0.9)
+    scheduler = torch.optim.lr_scheduler.StepLR(sabotage, step_size=num_epochs)
+    returned = transfer.train_model(device, loaders, sizes, model, nn.CrossEntropyLoss(), sabotage, scheduler,
+                                    num_epochs=num_epochs, verbose=False)
+    state = returned.state_dict()
+    sabotaged = getattr(returned, "history", None)
+    obs["sabotage/val_acc"] = [float(v) for v in (sabotaged if isinstance(sabotaged, dict) else {}).get("val_acc", [])]
+    obs["sabotage/returned_is_snapshot"] = [all(torch.equal(state[k], snap[k]) for k in snap)
+                                            for snap in sabotage.snapshots]
+    return obs
+
+
+# --- judge: observations -> verdict (plain values only: the grader calls this outside the sandbox) ----
+
+def _names(obs: dict, key: str) -> list[str]:
+    return [str(v) for v in obs.get(key, [])]
+
+
+def _judge_head(func: str, obs: dict, num_classes: int) -> str:
+    assert obs.get("returned_is_model") is True, (
+        f"{func} must return the model it was given (changed in place); got {obs.get('returned_type', '?')}")
+    assert obs.get("head_is_linear") is True, f"{func}: model.fc must be an nn.Linear; got {obs.get('head_type', '?')}"
+    assert obs.get("head_is_new") is True, f"{func}: model.fc must be a NEW nn.Linear (the ImageNet head has 1000 outputs)"
+    shape = [int(v) for v in obs.get("head_shape", [-1, -1])]
+    assert shape == [512, num_classes], (
+        f"{func}: the new head must be Linear(512, {num_classes}) (num_ftrs = the old head's in_features); "
+        f"got Linear({shape[0]}, {shape[1]})")
+    trainable, changed = _names(obs, "trainable"), _names(obs, "changed")
+    total = int(obs.get("num_parameters", 0))
+    assert all(name in trainable for name in HEAD), f"{func}: the new head's parameters must be trainable"
+    out = [int(v) for v in obs.get("output_shape", [])]
+    assert out == [2, num_classes], f"{func}: the model's output has shape {tuple(out)}, expected (2, {num_classes})"
+    if func == "freeze":
+        extra = [name for name in trainable if name not in HEAD]
+        assert not extra, (f"freeze: only the head may be trainable; trainable parameters: {extra[:5]}"
+                           f"{' ...' if len(extra) > 5 else ''} ({len(trainable)} in all)")
+        moved = [name for name in changed if name not in HEAD]
+        assert not moved, f"freeze: training changed backbone parameters {moved[:3]} ({len(moved)} in all)"
+        assert all(name in changed for name in HEAD), "freeze: training must change the head's weights"
+        return f"backbone of {total - 2} parameter tensors frozen and unchanged; new head Linear(512, {num_classes}) trains"
+    frozen = total - len(trainable)
+    assert not frozen, f"finetune: every parameter must be trainable; {frozen} of {total} are frozen"
+    unchanged = total - len(changed)
+    assert not unchanged, f"finetune: training must change every parameter; {unchanged} of {total} did not change"
+    return f"new head Linear(512, {num_classes}); all {total} parameter tensors train"
+
+
+def _judge_train_model(obs: dict) -> str:
+    epochs = int(obs["num_epochs"])
+    warning = str(obs.get("scheduler_warning", ""))
+    assert not warning, ("PyTorch warns that scheduler.step() ran before optimizer.step(): step the scheduler once "
+                         f"per epoch, after the train phase's optimizer steps ({warning[:200]})")
+    assert obs.get("history_is_dict") is True, "train_model must attach model.history, a dict of per-epoch lists"
+    history = {key: [float(v) for v in obs.get(f"history/{key}", [])] for key in transfer.HISTORY_KEYS}
+    for key, values in history.items():
+        assert len(values) == epochs, f"model.history[{key!r}] must have one entry per epoch ({epochs}); got {values}"
+    batches = epochs * int(obs["batches_per_epoch"])
+    steps = int(obs["optimizer_steps"])
+    assert steps == batches, (f"optimizer.step() ran {steps} times; expected one per training batch ({batches}): "
+                              "the val phase must not train")
+    lr, want = float(obs["final_lr"]), LR * GAMMA ** epochs
+    assert abs(lr - want) < 1e-12, (f"after {epochs} epochs StepLR(step_size=1, gamma={GAMMA}) must have stepped "
+                                    f"{epochs} times (lr {want:g}); lr is {lr:g}")
+    losses, accs = history["train_loss"], history["val_acc"]
+    assert losses[-1] < 0.5 * losses[0], f"the training loss must fall on an easy problem; got {losses}"
+    assert max(accs) >= 0.9, f"validation accuracy must reach 0.9 on an easy problem; got {accs}"
+    best = accs.index(max(accs))
+    acc, loss = float(obs["returned_val_acc"]), float(obs["returned_val_loss"])
+    assert abs(acc - accs[best]) < 1e-6 and abs(loss - history["val_loss"][best]) < 1e-4, (
+        f"the returned model must be the one of the best validation epoch, with the history's numbers: it "
+        f"has val acc {acc:.4f}, loss {loss:.4f}; the history's best epoch ({best + 1}) says acc "
+        f"{accs[best]:.4f}, loss {history['val_loss'][best]:.4f} (keep a copy.deepcopy of the "
+        "best state dict; an epoch's loss is the mean loss per sample)")
+    sab_accs = [float(v) for v in obs.get("sabotage/val_acc", [])]
+    kept = [bool(v) for v in obs.get("sabotage/returned_is_snapshot", [])]
+    kept_epochs = [e for e, (k, a) in enumerate(zip(kept, sab_accs)) if k and a == max(sab_accs)]
+    assert len(sab_accs) == epochs and len(kept) == epochs and kept_epochs, (
+        f"train_model must return the weights of the best validation epoch (val acc {sab_accs}); the returned "
+        "weights match none of the best epochs (copy the state dict with copy.deepcopy)")
+    return (f"train loss {losses[0]:.3f} -> {losses[-1]:.3f}, best val acc {max(accs):.2f}; with later epochs "
+            f"wrecked, the weights of epoch {kept_epochs[0] + 1} of {epochs} kept; scheduler stepped after the optimizer")
+
+
+def judge(func: str, obs: dict, num_classes: int | None = None) -> str:
+    """Raise ``AssertionError`` (saying what is wrong and what to do) unless the observations of
+    ``func`` ("freeze", "finetune" or "train_model") show a correct implementation; return a summary.
+
+    ``obs`` holds plain values (bools, numbers, strings and lists of them), as ``observe_*`` returns them.
+    """
+    if func == "train_model":
+        return _judge_train_model(obs)
+    if func in ("freeze", "finetune"):
+        return _judge_head(func, obs, int(num_classes))
+    raise ValueError(f"judge: unknown function {func!r}; expected 'freeze', 'finetune' or 'train_model'")
+
+
+# --- the public checks ------------------------------------------------------------------------------
+
+def check_freeze(num_classes: int = 3, seed: int = 0) -> None:
+    """freeze(): backbone untrainable and unchanged by training; a new trainable head."""
+    with torch.random.fork_rng(devices=[]):
+        obs = observe_head("freeze", num_classes, seed)
+    print(f"check_freeze: ok ({judge('freeze', obs, num_classes)})")
+
+
+def check_finetune(num_classes: int = 3, seed: int = 2) -> None:
+    """finetune(): a new head, every parameter trainable (even of a frozen model), training changes them all."""
+    with torch.random.fork_rng(devices=[]):
+        obs = observe_head("finetune", num_classes, seed)
+    print(f"check_finetune: ok ({judge('finetune', obs, num_classes)})")
+
+
+def check_train_model(num_epochs: int = 4, seed: int = 3) -> None:
+    """train_model(): loss falls, history right, scheduler order and count, best validation weights kept."""
+    with torch.random.fork_rng(devices=[]):
+        obs = observe_train_model(num_epochs, seed)
+    print(f"check_train_model: ok ({judge('train_model', obs)})")
 
 
 CHECKS = {"train_model": check_train_model, "finetune": check_finetune, "freeze": check_freeze}

@@ -26,7 +26,7 @@ import numpy as np
 
 from .layers import (conv_backward, conv_forward, fc_backward, fc_forward, max_pool_backward,
                      max_pool_forward, relu_backward, relu_forward, softmax_loss)
-from .validation import require, require_labels
+from .validation import as_generator, float_dtype, positive_int, require, require_labels
 
 __all__ = [
     "fc_relu_forward", "fc_relu_backward",
@@ -80,35 +80,10 @@ def conv_relu_pool_backward(dout, cache):
 
 # --- argument checks shared by the models ---------------------------------------------------------
 
-def _positive_int(owner, name, value):
-    require(isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1, owner,
-            f"{name} must be a positive integer; got {value!r}")
-    return int(value)
-
-
 def _weight_scale(owner, value):
     require(isinstance(value, numbers.Real) and not isinstance(value, bool) and np.isfinite(value) and value > 0,
             owner, f"weight_scale must be a positive finite number; got {value!r}")
     return float(value)
-
-
-def _float_dtype(owner, value):
-    try:
-        dtype = np.dtype(value)
-    except TypeError:
-        dtype = None
-    require(dtype is not None and dtype in (np.dtype(np.float32), np.dtype(np.float64)), owner,
-            f"dtype must be np.float32 or np.float64; got {value!r}")
-    return dtype
-
-
-def _generator(owner, rng):
-    """``rng`` as a Generator: None (fresh, unseeded), an int seed, or a Generator (used as is)."""
-    if rng is None or isinstance(rng, np.random.Generator):
-        return np.random.default_rng(rng)
-    require(isinstance(rng, numbers.Integral) and not isinstance(rng, bool) and rng >= 0, owner,
-            f"rng must be a np.random.Generator, a non-negative int seed or None; got {rng!r}")
-    return np.random.default_rng(int(rng))
 
 
 def _check_input(owner, X, shape_ok, expected, dtype):
@@ -150,12 +125,12 @@ class SoftmaxClassifier:
         - dtype: np.float64 (default; for gradient checks) or np.float32
         """
         owner = "SoftmaxClassifier"
-        self.input_dim = _positive_int(owner, "input_dim", input_dim)
-        self.hidden_dim = _positive_int(owner, "hidden_dim", hidden_dim)
-        self.num_classes = _positive_int(owner, "num_classes", num_classes)
+        self.input_dim = positive_int(owner, "input_dim", input_dim)
+        self.hidden_dim = positive_int(owner, "hidden_dim", hidden_dim)
+        self.num_classes = positive_int(owner, "num_classes", num_classes)
         self.weight_scale = _weight_scale(owner, weight_scale)
-        self.dtype = _float_dtype(owner, dtype)
-        rng = _generator(owner, rng)
+        self.dtype = float_dtype(owner, dtype)
+        rng = as_generator(owner, rng)
         self.params = {}
         D, H, C = self.input_dim, self.hidden_dim, self.num_classes
         ### BEGIN SOLUTION
@@ -239,21 +214,21 @@ class ConvNet:
         owner = "ConvNet"
         require(isinstance(input_dim, (tuple, list)) and len(input_dim) == 3, owner,
                 f"input_dim must be a tuple (C, H, W); got {input_dim!r}")
-        C, H, W = (_positive_int(owner, f"input_dim[{i}]", v) for i, v in enumerate(input_dim))
+        C, H, W = (positive_int(owner, f"input_dim[{i}]", v) for i, v in enumerate(input_dim))
         self.input_dim = (C, H, W)
-        self.num_filters = F = _positive_int(owner, "num_filters", num_filters)
-        self.filter_size = k = _positive_int(owner, "filter_size", filter_size)
-        self.hidden_dim = _positive_int(owner, "hidden_dim", hidden_dim)
-        self.num_classes = _positive_int(owner, "num_classes", num_classes)
+        self.num_filters = F = positive_int(owner, "num_filters", num_filters)
+        self.filter_size = k = positive_int(owner, "filter_size", filter_size)
+        self.hidden_dim = positive_int(owner, "hidden_dim", hidden_dim)
+        self.num_classes = positive_int(owner, "num_classes", num_classes)
         self.weight_scale = _weight_scale(owner, weight_scale)
-        self.dtype = _float_dtype(owner, dtype)
+        self.dtype = float_dtype(owner, dtype)
         require(k <= H and k <= W, owner, f"filter_size {k} does not fit in images of shape {self.input_dim}")
         Hc, Wc = H - k + 1, W - k + 1
         require(Hc >= 2 and Wc >= 2 and Hc % 2 == 0 and Wc % 2 == 0, owner,
                 f"the convolution output ({Hc}, {Wc}) for input_dim {self.input_dim} and filter_size {k} must have "
                 "even sides (at least 2) for the 2x2 max-pool with stride 2; choose another filter_size")
         self.pooled_dim = (F, Hc // 2, Wc // 2)
-        rng = _generator(owner, rng)
+        rng = as_generator(owner, rng)
         self.params = {}
         D, Hd, Nc = F * (Hc // 2) * (Wc // 2), self.hidden_dim, self.num_classes
         ### BEGIN SOLUTION

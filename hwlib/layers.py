@@ -20,7 +20,7 @@ student release replaces each such region with ``raise NotImplementedError``.
 from __future__ import annotations
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
+from numpy.lib.stride_tricks import sliding_window_view  # noqa: F401  (for students: im2col by strided views)
 
 from .validation import as_array, require, require_finite, require_labels, require_ndim
 

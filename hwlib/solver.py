@@ -43,6 +43,7 @@ import numpy as np
 
 from . import optim
 from .progress import progress
+from .validation import positive_int
 
 __all__ = ["Solver", "TrainingDiverged"]
 
@@ -54,14 +55,6 @@ class TrainingDiverged(RuntimeError):
 # Options of Solver.__init__ after (model, data), for the error message on an unknown one.
 _OPTIONS = ("update_rule", "optim_config", "lr_decay", "batch_size", "num_epochs", "num_train_samples",
             "num_val_samples", "print_every", "verbose", "seed", "rng", "batch_sampler", "show_progress")
-
-
-def _positive_int(name: str, value, allow_none: bool = False):
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"Solver: {name} must be a positive integer{' or None' if allow_none else ''}; got {value!r}")
-    return int(value)
 
 
 class Solver:
@@ -138,7 +131,7 @@ class Solver:
         else:
             raise ValueError("Solver: with a batch_sampler, data must give the epoch length as data['num_train'] "
                              "(or hold X_train)")
-        self.num_train = _positive_int("the number of training samples", num_train)
+        self.num_train = positive_int("Solver", "the number of training samples", num_train)
 
         # --- the options ----------------------------------------------------------------------------
         if not isinstance(update_rule, str) or update_rule not in optim.UPDATE_RULES:
@@ -153,14 +146,14 @@ class Solver:
         if isinstance(lr_decay, bool) or not isinstance(lr_decay, (int, float, np.number)) or not 0 < lr_decay <= 1:
             raise ValueError(f"Solver: lr_decay must be a number in (0, 1]; got {lr_decay!r}")
         self.lr_decay = float(lr_decay)
-        self.batch_size = _positive_int("batch_size", batch_size)
+        self.batch_size = positive_int("Solver", "batch_size", batch_size)
         if isinstance(num_epochs, bool) or not isinstance(num_epochs, (int, float, np.number)) \
                 or not math.isfinite(num_epochs) or num_epochs <= 0:
             raise ValueError(f"Solver: num_epochs must be a positive number; got {num_epochs!r}")
         self.num_epochs = num_epochs
-        self.num_train_samples = _positive_int("num_train_samples", num_train_samples, allow_none=True)
-        self.num_val_samples = _positive_int("num_val_samples", num_val_samples, allow_none=True)
-        self.print_every = _positive_int("print_every", print_every)
+        self.num_train_samples = positive_int("Solver", "num_train_samples", num_train_samples, allow_none=True)
+        self.num_val_samples = positive_int("Solver", "num_val_samples", num_val_samples, allow_none=True)
+        self.print_every = positive_int("Solver", "print_every", print_every)
         self.verbose = bool(verbose)
         self.show_progress = bool(show_progress)
         if rng is not None and seed is not None:
@@ -308,8 +301,8 @@ class Solver:
         y = np.asarray(y)
         if len(X) != len(y):
             raise ValueError(f"check_accuracy: X and y must have one label per sample; got {len(X)} samples and {len(y)} labels")
-        num_samples = _positive_int("num_samples", num_samples, allow_none=True)
-        batch_size = _positive_int("batch_size", batch_size)
+        num_samples = positive_int("Solver", "num_samples", num_samples, allow_none=True)
+        batch_size = positive_int("Solver", "batch_size", batch_size)
         N = len(X)
         if N == 0:
             raise ValueError("check_accuracy: X is empty")

@@ -7,9 +7,12 @@ instead of a broadcasting error from deep inside NumPy.
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
-__all__ = ["as_array", "require_ndim", "require", "require_finite", "require_labels"]
+__all__ = ["as_array", "require_ndim", "require", "require_finite", "require_labels",
+           "positive_int", "float_dtype", "as_generator"]
 
 
 def as_array(func: str, name: str, value) -> np.ndarray:
@@ -70,3 +73,32 @@ def require_labels(func: str, name: str, y, num_samples: int, num_classes: int) 
             f"got {int(y[bad])} at index {bad}"
         )
     return y
+
+
+def positive_int(func: str, name: str, value, allow_none: bool = False) -> int | None:
+    """Return ``value`` as an ``int`` >= 1 (or None when ``allow_none``), or raise naming ``name``."""
+    if value is None and allow_none:
+        return None
+    require(isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1, func,
+            f"{name} must be a positive integer{' or None' if allow_none else ''}; got {value!r}")
+    return int(value)
+
+
+def float_dtype(func: str, value) -> np.dtype:
+    """Return ``value`` as ``np.dtype(float32)`` or ``np.dtype(float64)``, or raise."""
+    try:
+        dtype = np.dtype(value)
+    except TypeError:
+        dtype = None
+    require(dtype is not None and dtype in (np.dtype(np.float32), np.dtype(np.float64)), func,
+            f"dtype must be np.float32 or np.float64; got {value!r}")
+    return dtype
+
+
+def as_generator(func: str, rng) -> np.random.Generator:
+    """``rng`` as a Generator: None (fresh, unseeded), a non-negative int seed, or a Generator (used as is)."""
+    if rng is None or isinstance(rng, np.random.Generator):
+        return np.random.default_rng(rng)
+    require(isinstance(rng, numbers.Integral) and not isinstance(rng, bool) and rng >= 0, func,
+            f"rng must be a np.random.Generator, a non-negative int seed or None; got {rng!r}")
+    return np.random.default_rng(int(rng))

@@ -12,7 +12,7 @@ import pytest
 
 from hwlib.captioning import caption_words
 from hwlib.data import DATASETS, DataError, fetch
-from hwlib.data import coco, shapes_captions as shapes
+from hwlib.data import coco, download as download_module, shapes_captions as shapes
 from hwlib.data.coco import decode_captions, load_coco_data, sample_coco_minibatch, verify_coco_folder
 
 WORDS = ["<NULL>", "<START>", "<END>", "<UNK>", "a", "cat", "dog", "on", "mat"]
@@ -169,7 +169,7 @@ def _zip_of(folder: Path, dest: Path, top="coco_captioning") -> Path:
 def test_fetch_unpacks_and_validates(tmp_path, monkeypatch, capsys):
     archive = _zip_of(_write_coco(tmp_path / "src", _fake_coco()), tmp_path / "coco_captioning.zip")
     downloads = []
-    monkeypatch.setattr(coco, "download", lambda url, dest: (downloads.append(url), dest.write_bytes(archive.read_bytes())))
+    monkeypatch.setattr(download_module, "download", lambda url, dest: (downloads.append(url), dest.write_bytes(archive.read_bytes())))
     root = tmp_path / "root"
     folder = fetch("coco", root)
     assert downloads == [coco.COCO_URL] and folder == root / "coco_captioning"
@@ -184,7 +184,7 @@ def test_fetch_refuses_an_archive_that_breaks_the_schema(tmp_path, monkeypatch):
     fake = _fake_coco()
     fake["val_urls"] = fake["val_urls"][:2]
     archive = _zip_of(_write_coco(tmp_path / "src", fake), tmp_path / "coco_captioning.zip")
-    monkeypatch.setattr(coco, "download", lambda url, dest: dest.write_bytes(archive.read_bytes()))
+    monkeypatch.setattr(download_module, "download", lambda url, dest: dest.write_bytes(archive.read_bytes()))
     with pytest.raises(DataError, match="expected one URL per image"):
         fetch("coco", tmp_path / "root")
     assert not (tmp_path / "root" / "coco_captioning").exists(), "nothing half-valid is left behind"
@@ -192,7 +192,7 @@ def test_fetch_refuses_an_archive_that_breaks_the_schema(tmp_path, monkeypatch):
 
 def test_fetch_checks_the_zip_checksum_when_one_is_set(tmp_path, monkeypatch):
     archive = _zip_of(_write_coco(tmp_path / "src", _fake_coco()), tmp_path / "coco_captioning.zip")
-    monkeypatch.setattr(coco, "download", lambda url, dest: dest.write_bytes(archive.read_bytes()))
+    monkeypatch.setattr(download_module, "download", lambda url, dest: dest.write_bytes(archive.read_bytes()))
     monkeypatch.setattr(coco, "COCO_ZIP_SHA256", "0" * 64)
     with pytest.raises(DataError, match="does not match its checksum"):
         fetch("coco", tmp_path / "root")

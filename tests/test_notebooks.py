@@ -30,3 +30,19 @@ def test_notebooks_are_committed_clean():
         for cell in nb.cells:
             if cell.cell_type == "code":
                 assert not cell.outputs and cell.execution_count is None, f"{path.name}: strip outputs"
+
+
+def test_notebook_sources_hold_no_control_characters():
+    """A LaTeX command written in a non-raw Python string loses its backslash (``"\\approx"`` -> BEL +
+    ``pprox``, ``"\\frac"`` -> form feed + ``rac``): MathJax shows garbage and xelatex stops."""
+    import re
+
+    import nbformat
+
+    for path in NOTEBOOKS:
+        nb = nbformat.read(path, as_version=4)
+        for index, cell in enumerate(nb.cells):
+            pattern = r"[\x00-\x09\x0b-\x1f]" if cell.cell_type == "markdown" else r"[\x00-\x08\x0b-\x1f]"
+            bad = re.search(pattern, cell.source)   # a tab in Markdown is most likely a lost "\t" of \times
+            assert bad is None, (f"{path.name}, cell {index}: control character {bad.group()!r} in "
+                                 f"{cell.source[max(0, bad.start() - 30):bad.end() + 10]!r}")

@@ -67,3 +67,31 @@ def test_pdf_report_renders_math_and_contents(executed, tmp_path):
         text = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True).stdout
         assert "Contents" in text and "Q2: softmax net" in text and "RESULT accuracy=0.99" in text
         assert "\\frac" not in text  # the math was typeset, not printed raw
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not report.latex_available(), reason="xelatex/pandoc not installed")
+def test_pdf_report_of_the_course_notebooks_compiles(tmp_path):
+    """Every derivation of the real notebooks goes through LaTeX (the outputs are checked by `make run`)."""
+    from grading.execute import source_notebooks
+
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    for path in source_notebooks():
+        shutil.copy(path, folder / path.name)
+    out = tmp_path / "report"
+    assert report.main(["--notebooks", str(folder), "--out", str(out), "--flavour", "report"]) == 0
+    assert (out / "hw4_report.pdf").read_bytes()[:5] == b"%PDF-"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not report.latex_available(), reason="xelatex/pandoc not installed")
+def test_a_latex_error_is_reported_with_its_line(tmp_path, capsys):
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# Q1\n\nBroken: $\\log 2 \x07pprox 0.69$")]
+    nbformat.write(nb, folder / "01_broken.ipynb")
+    assert report.main(["--notebooks", str(folder), "--out", str(tmp_path / "r")]) == 1
+    err = capsys.readouterr().err
+    assert "LaTeX failed" in err and "invalid character" in err and "pprox" in err

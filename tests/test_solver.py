@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hwlib import optim
 from hwlib.layers import fc_backward, fc_forward, softmax_loss
 from hwlib.solver import Solver, TrainingDiverged
 

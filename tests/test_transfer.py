@@ -22,7 +22,7 @@ from torch import nn
 
 from hwlib import checks_transfer, transfer
 from hwlib.data import DATASETS, DataError, fetch
-from hwlib.data import hymenoptera
+from hwlib.data import download as download_module, hymenoptera
 
 _ORIGINAL_TRAIN_MODEL = transfer.train_model
 
@@ -393,7 +393,7 @@ def _fake_zip(path, tmp_path, rng, extra_member=None):
 def test_fetch_hymenoptera_unpacks_and_verifies(monkeypatch, tmp_path, rng):
     monkeypatch.setattr(hymenoptera, "HYMENOPTERA_FILE_COUNTS", {s: 2 for s in hymenoptera.HYMENOPTERA_FILE_COUNTS})
     archive = _fake_zip(tmp_path / "src.zip", tmp_path, rng)
-    monkeypatch.setattr(hymenoptera, "download", lambda url, dest: dest.write_bytes(archive.read_bytes()))
+    monkeypatch.setattr(download_module, "download", lambda url, dest: dest.write_bytes(archive.read_bytes()))
     root = tmp_path / "root"
     folder = fetch("hymenoptera", root)
     assert folder == root / "hymenoptera_data" and DATASETS["hymenoptera"].present(root)
@@ -409,14 +409,14 @@ def test_fetch_hymenoptera_unpacks_and_verifies(monkeypatch, tmp_path, rng):
 
 def test_fetch_hymenoptera_refuses_zip_slip_and_reports_offline(monkeypatch, tmp_path, rng):
     archive = _fake_zip(tmp_path / "evil.zip", tmp_path, rng, extra_member="hymenoptera_data/../../evil.txt")
-    monkeypatch.setattr(hymenoptera, "download", lambda url, dest: dest.write_bytes(archive.read_bytes()))
+    monkeypatch.setattr(download_module, "download", lambda url, dest: dest.write_bytes(archive.read_bytes()))
     with pytest.raises(DataError, match="outside the data root"):
         fetch("hymenoptera", tmp_path / "root")
 
     def offline(url, dest):
         raise OSError("Name or service not known")
 
-    monkeypatch.setattr(hymenoptera, "download", offline)
+    monkeypatch.setattr(download_module, "download", offline)
     with pytest.raises(DataError, match="could not download .*hymenoptera_data.zip"):
         fetch("hymenoptera", tmp_path / "root")
     assert not (tmp_path / "root").exists(), "a failed fetch must leave no folder behind"

@@ -34,16 +34,13 @@ in the same format, and prints one line saying so.
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..paths import data_root as _data_root
-from .download import DataError, Dataset, download, register, sha256_payload
+from .download import DataError, Dataset, fetch_zip_folder, register
 from .shapes_captions import load_shapes_captions
 
 __all__ = ["COCO_URL", "COCO_ZIP_SHA256", "COCO_FILES", "COCO_SOURCE", "COCO", "coco_folder", "verify_coco_folder",
@@ -289,32 +286,7 @@ def _fetch_coco(folder: Path) -> None:
     except DataError:
         if folder.exists():
             raise DataError(f"{folder} exists but does not hold valid COCO captioning files; delete it and fetch again") from None
-    from .hymenoptera import _safe_members  # the zip-slip guard shared by the kit's archive downloads
-
-    root = folder.parent
-    root.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=root, prefix=".coco-") as tmp:
-        archive_path = Path(tmp) / "coco_captioning.zip"
-        try:
-            download(COCO_URL, archive_path)
-        except OSError as exc:
-            raise DataError(f"could not download {COCO_URL} ({exc}); download it by hand and unzip it into {root}") from None
-        if COCO_ZIP_SHA256 is None:
-            print(f"note: {archive_path.name} cannot be checked against a checksum (none is recorded: "
-                  f"hwlib.data.coco.COCO_ZIP_SHA256); its sha256 is {sha256_payload(archive_path)}. "
-                  "The unpacked files are checked against their schema.")
-        elif sha256_payload(archive_path) != COCO_ZIP_SHA256:
-            raise DataError(f"{COCO_URL} does not match its checksum (expected sha256 {COCO_ZIP_SHA256[:16]}...)")
-        try:
-            with zipfile.ZipFile(archive_path) as archive:
-                members = _safe_members(archive, COCO_FOLDER)
-                if not members:
-                    raise DataError(f"{COCO_URL} holds no {COCO_FOLDER}/ folder; unzip it by hand into {root}")
-                archive.extractall(tmp, members=members)
-        except zipfile.BadZipFile as exc:
-            raise DataError(f"the download of {COCO_URL} is not a valid zip ({exc}); fetch again") from None
-        verify_coco_folder(Path(tmp) / COCO_FOLDER)
-        shutil.move(str(Path(tmp) / COCO_FOLDER), folder)
+    fetch_zip_folder(COCO_URL, folder, COCO_ZIP_SHA256, verify_coco_folder)
 
 
 @dataclass(frozen=True)

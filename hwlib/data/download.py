@@ -11,6 +11,7 @@ import hashlib
 import shutil
 import tempfile
 import urllib.request
+import zipfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,7 @@ from ..paths import data_root
 from ..progress import progress
 
 __all__ = ["DataError", "Remote", "Dataset", "DATASETS", "register", "fetch", "sha256_payload", "verify",
-           "require_checksum", "download"]
+           "require_checksum", "download", "safe_members", "fetch_zip_folder"]
 
 
 class DataError(RuntimeError):
@@ -110,6 +111,52 @@ def download(url: str, dest: Path, timeout: float = 60.0) -> None:
             tmp_path.unlink(missing_ok=True)
             raise
     shutil.move(str(tmp_path), dest)
+
+
+def safe_members(archive: zipfile.ZipFile, top: str) -> list[zipfile.ZipInfo]:
+    """The archive's members under ``top/``, refusing absolute paths and ``..`` (zip-slip)."""
+    members = []
+    for info in archive.infolist():
+        parts = Path(info.filename).parts
+        if info.filename.startswith("/") or ".." in parts:
+            raise DataError(f"refusing to unpack {info.filename!r}: it points outside the data root")
+        if parts and parts[0] == top:
+            members.append(info)
+    return members
+
+
+def fetch_zip_folder(url: str, folder: Path, sha256: str | None, verify_folder: Callable[[Path], None]) -> None:
+    """Download the zip at ``url`` and unpack its top-level ``folder.name/`` into ``folder``.
+
+    The archive's SHA-256 is checked when ``sha256`` is known (otherwise it is printed so it can be
+    recorded); only members under ``folder.name/`` are unpacked, none outside it; ``verify_folder`` checks
+    the unpacked tree before it takes its final name, so a failed fetch never leaves a half folder.
+    """
+    root = folder.parent
+    root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=root, prefix=f".{folder.name}-") as tmp:
+        archive_path = Path(tmp) / url.rsplit("/", 1)[-1]
+        try:
+            download(url, archive_path)
+        except OSError as exc:
+            raise DataError(f"could not download {url} ({exc}); download it by hand and unzip it into {root}") from None
+        actual = sha256_payload(archive_path)
+        if sha256 is None:
+            print(f"note: {archive_path.name} cannot be checked against a checksum (none is recorded); its sha256 "
+                  f"is {actual}. The unpacked files are checked against their schema.")
+        elif actual != sha256:
+            raise DataError(f"{url} does not match its checksum (sha256 {actual[:16]}..., expected {sha256[:16]}...); "
+                            "fetch again")
+        try:
+            with zipfile.ZipFile(archive_path) as archive:
+                members = safe_members(archive, folder.name)
+                if not members:
+                    raise DataError(f"{url} holds no {folder.name}/ folder; unzip it by hand into {root}")
+                archive.extractall(tmp, members=members)
+        except zipfile.BadZipFile as exc:
+            raise DataError(f"the download of {url} is not a valid zip ({exc}); fetch again") from None
+        verify_folder(Path(tmp) / folder.name)
+        shutil.move(str(Path(tmp) / folder.name), folder)
 
 
 def fetch(name: str, root=None, force: bool = False) -> Path:

@@ -24,14 +24,12 @@ from __future__ import annotations
 
 import re
 import shutil
-import tempfile
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from ..paths import data_root
-from .download import DataError, Dataset, download, register, sha256_payload
+from .download import DataError, Dataset, download, fetch_zip_folder, register, sha256_payload
 
 __all__ = [
     "HYMENOPTERA_URL", "HYMENOPTERA_ZIP_SHA256", "HYMENOPTERA_FILE_COUNTS", "PLACEHOLDER_FILES",
@@ -141,18 +139,6 @@ def load_hymenoptera(root=None, transforms: dict | None = None, *, check: bool =
     return datasets
 
 
-def _safe_members(archive: zipfile.ZipFile, top: str) -> list[zipfile.ZipInfo]:
-    """The archive's members under ``top/``, refusing absolute paths and ``..`` (zip-slip)."""
-    members = []
-    for info in archive.infolist():
-        parts = Path(info.filename).parts
-        if info.filename.startswith("/") or ".." in parts:
-            raise DataError(f"refusing to unpack {info.filename!r}: it points outside the data root")
-        if parts and parts[0] == top:
-            members.append(info)
-    return members
-
-
 def _fetch_hymenoptera(folder: Path) -> None:
     """Download the zip, verify it where a checksum is known, unpack it, verify the tree."""
     try:
@@ -165,34 +151,11 @@ def _fetch_hymenoptera(folder: Path) -> None:
     created = not root.exists()
     root.mkdir(parents=True, exist_ok=True)
     try:
-        _download_and_unpack(folder)
+        fetch_zip_folder(HYMENOPTERA_URL, folder, HYMENOPTERA_ZIP_SHA256, verify_tree)
     except BaseException:
         if created:                  # leave no empty data root behind
             shutil.rmtree(root, ignore_errors=True)
         raise
-
-
-def _download_and_unpack(folder: Path) -> None:
-    root = folder.parent
-    with tempfile.TemporaryDirectory(dir=root, prefix=".hymenoptera-") as tmp:
-        archive_path = Path(tmp) / "hymenoptera_data.zip"
-        try:
-            download(HYMENOPTERA_URL, archive_path)
-        except OSError as exc:
-            raise DataError(f"could not download {HYMENOPTERA_URL} ({exc}); download it by hand and unzip it "
-                            f"into {root}") from None
-        if HYMENOPTERA_ZIP_SHA256 is not None:
-            actual = sha256_payload(archive_path)
-            if actual != HYMENOPTERA_ZIP_SHA256:
-                raise DataError(f"{HYMENOPTERA_URL} does not match its checksum (sha256 {actual[:16]}..., expected "
-                                f"{HYMENOPTERA_ZIP_SHA256[:16]}...)")
-        try:
-            with zipfile.ZipFile(archive_path) as archive:
-                archive.extractall(tmp, members=_safe_members(archive, folder.name))
-        except zipfile.BadZipFile as exc:
-            raise DataError(f"the download of {HYMENOPTERA_URL} is not a valid zip ({exc}); fetch again") from None
-        verify_tree(Path(tmp) / folder.name)
-        shutil.move(str(Path(tmp) / folder.name), folder)
 
 
 def weights_path(root=None) -> Path:
