@@ -32,6 +32,9 @@ def main(argv=None) -> int:
     ag.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                     help="notebook parameter for the run (default profile=quick); repeat for more")
     ag.add_argument("--notebooks", default=None, help="comma-separated notebook stems to run (default: all)")
+    ag.add_argument("--execute-only", default=None, metavar="STUDENTS",
+                    help="comma-separated students whose notebooks run (default: everyone's); the hidden "
+                         "checks and the scores cover every submission")
     ag.add_argument("--budget-scale", type=float, default=1.0, help="multiply the hidden checks' time budgets")
     ag.add_argument("--reuse-checks", action="store_true",
                     help="keep each student's saved hidden-check results (re-run the notebooks and feedback only)")
@@ -60,6 +63,7 @@ def main(argv=None) -> int:
                             cell_timeout=args.cell_timeout, notebook_budget=args.notebook_budget,
                             parameters=params, data_root=args.data_root, keep_sandboxes=args.keep_sandboxes,
                             notebooks=tuple(args.notebooks.split(",")) if args.notebooks else None,
+                            execute_students=tuple(args.execute_only.split(",")) if args.execute_only else None,
                             budget_scale=args.budget_scale, nbgrader_feedback=not args.no_nbgrader_feedback,
                             reuse_checks=args.reuse_checks)
         autograde(args.source, settings)
