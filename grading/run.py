@@ -51,9 +51,17 @@ def digest_of(paths, extra=None) -> str:
     return digest.hexdigest()
 
 
+def datasets_present(root) -> dict:
+    """Which datasets the data root holds (a notebook's data source changes when one arrives)."""
+    from hwlib.data import DATASETS
+
+    return {name: bool(dataset.present(root)) for name, dataset in sorted(DATASETS.items())}
+
+
 def inputs_digest(notebook: Path, parameters: dict) -> str:
-    """Hash of what a notebook run depends on: the notebook, every hwlib source, the parameters."""
-    return digest_of([notebook, REPO / "hwlib"], parameters)
+    """Hash of what a notebook run depends on: the notebook, every hwlib source, the parameters and
+    which datasets are in the data root (fetching full MNIST later makes Q2, Q3 and Q5 run again)."""
+    return digest_of([notebook, REPO / "hwlib"], {**parameters, "datasets": datasets_present(parameters["data_root"])})
 
 
 def run_step(name: str, commands: list[list[str]], digest: str, force: bool) -> str:

@@ -54,7 +54,7 @@ def gz(payload: bytes) -> bytes:
 
 def test_full_set_shapes_splits_counts(shared_data, capsys):
     data = load_mnist(shared_data)
-    assert capsys.readouterr().out.strip() == f"MNIST: using the {mnist.FULL_SOURCE} from {shared_data / 'mnist'}"
+    assert capsys.readouterr().out.strip() == f"Data: MNIST, the {mnist.FULL_SOURCE} from {shared_data / 'mnist'}"
     assert data["source"] == "full MNIST (55,000/5,000/10,000)"
     for split, n in (("train", 55_000), ("val", 5_000), ("test", 10_000)):
         assert data[f"X_{split}"].shape == (n, 1, 28, 28) and data[f"X_{split}"].dtype == np.float32

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from grading.execute import execute, source_notebooks
+from grading.run import summary_lines
 
 from .conftest import shared_data_root
 
@@ -19,6 +20,11 @@ def test_notebook_runs_quick(notebook, tmp_path):
     if root is not None:
         params["data_root"] = str(root)
     execute(notebook, tmp_path / notebook.name, params, timeout=900, quiet=True)
+    # `make run` summarises every run by the lines a notebook prints starting with Data: / RESULT.
+    lines = summary_lines(tmp_path / notebook.name)
+    if notebook.stem[:2] in ("02", "03", "04", "05"):
+        assert any(line.startswith("Data:") for line in lines), f"{notebook.name} prints no 'Data:' line"
+        assert any(line.startswith("RESULT") for line in lines), f"{notebook.name} prints no 'RESULT' line"
 
 
 def test_notebooks_are_committed_clean():

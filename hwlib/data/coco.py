@@ -202,7 +202,7 @@ def load_coco_data(base_dir=None, max_train=None, pca_features=True, *, data_roo
         if not (folder / CAPTIONS_FILE).is_file():
             data = load_shapes_captions(data_root, seed, verbose=False)
             if verbose:
-                print(f"Captioning data: {data['source']} ({len(data['train_captions'])} train / "
+                print(f"Data: captioning, {data['source']} ({len(data['train_captions'])} train / "
                       f"{len(data['val_captions'])} val captions) -- the COCO files are not in {folder}; "
                       f"for COCO {_FETCH_HINT.format(url=COCO_URL, root=folder.parent)}.")
             return _subsample(data, max_train, seed)
@@ -210,7 +210,7 @@ def load_coco_data(base_dir=None, max_train=None, pca_features=True, *, data_roo
         folder = Path(base_dir)
     data = _read_folder(folder, pca_features)
     if verbose:
-        print(f"Captioning data: {data['source']} from {folder} ({len(data['train_captions'])} train / "
+        print(f"Data: captioning, {data['source']} from {folder} ({len(data['train_captions'])} train / "
               f"{len(data['val_captions'])} val captions).")
     return _subsample(data, max_train, seed)
 
@@ -280,13 +280,8 @@ def decode_captions(captions, idx_to_word):
 
 def _fetch_coco(folder: Path) -> None:
     """Download the zip, check its checksum where known, unpack it, check the schema."""
-    try:
-        verify_coco_folder(folder)
-        return                      # already there and valid
-    except DataError:
-        if folder.exists():
-            raise DataError(f"{folder} exists but does not hold valid COCO captioning files; delete it and fetch again") from None
-    fetch_zip_folder(COCO_URL, folder, COCO_ZIP_SHA256, verify_coco_folder)
+    fetch_zip_folder(COCO_URL, folder, COCO_ZIP_SHA256, verify_coco_folder,
+                     invalid="does not hold valid COCO captioning files")
 
 
 @dataclass(frozen=True)

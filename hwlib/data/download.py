@@ -125,15 +125,35 @@ def safe_members(archive: zipfile.ZipFile, top: str) -> list[zipfile.ZipInfo]:
     return members
 
 
-def fetch_zip_folder(url: str, folder: Path, sha256: str | None, verify_folder: Callable[[Path], None]) -> None:
+def fetch_zip_folder(url: str, folder: Path, sha256: str | None, verify_folder: Callable[[Path], None],
+                     invalid: str = "does not hold the expected files") -> None:
     """Download the zip at ``url`` and unpack its top-level ``folder.name/`` into ``folder``.
 
-    The archive's SHA-256 is checked when ``sha256`` is known (otherwise it is printed so it can be
-    recorded); only members under ``folder.name/`` are unpacked, none outside it; ``verify_folder`` checks
-    the unpacked tree before it takes its final name, so a failed fetch never leaves a half folder.
+    Nothing is downloaded when ``folder`` already passes ``verify_folder``; a ``folder`` that exists and
+    fails it is an error (``invalid`` says how), never overwritten. The archive's SHA-256 is checked when
+    ``sha256`` is known (otherwise it is printed so it can be recorded); only members under
+    ``folder.name/`` are unpacked, none outside it; ``verify_folder`` checks the unpacked tree before it
+    takes its final name, so a failed fetch leaves neither a half folder nor an empty data root.
     """
+    try:
+        verify_folder(folder)
+        return                       # already there and valid
+    except DataError:
+        if folder.exists():
+            raise DataError(f"{folder} exists but {invalid}; delete it and fetch again") from None
     root = folder.parent
+    created = not root.exists()
     root.mkdir(parents=True, exist_ok=True)
+    try:
+        _download_and_unpack(url, folder, sha256, verify_folder)
+    except BaseException:
+        if created:
+            shutil.rmtree(root, ignore_errors=True)
+        raise
+
+
+def _download_and_unpack(url: str, folder: Path, sha256: str | None, verify_folder: Callable[[Path], None]) -> None:
+    root = folder.parent
     with tempfile.TemporaryDirectory(dir=root, prefix=f".{folder.name}-") as tmp:
         archive_path = Path(tmp) / url.rsplit("/", 1)[-1]
         try:

@@ -141,21 +141,8 @@ def load_hymenoptera(root=None, transforms: dict | None = None, *, check: bool =
 
 def _fetch_hymenoptera(folder: Path) -> None:
     """Download the zip, verify it where a checksum is known, unpack it, verify the tree."""
-    try:
-        verify_tree(folder)
-        return                      # already there and complete
-    except DataError:
-        if folder.exists():
-            raise DataError(f"{folder} exists but is not the complete official set; delete it and fetch again") from None
-    root = folder.parent
-    created = not root.exists()
-    root.mkdir(parents=True, exist_ok=True)
-    try:
-        fetch_zip_folder(HYMENOPTERA_URL, folder, HYMENOPTERA_ZIP_SHA256, verify_tree)
-    except BaseException:
-        if created:                  # leave no empty data root behind
-            shutil.rmtree(root, ignore_errors=True)
-        raise
+    fetch_zip_folder(HYMENOPTERA_URL, folder, HYMENOPTERA_ZIP_SHA256, verify_tree,
+                     invalid="is not the complete official set")
 
 
 def weights_path(root=None) -> Path:

@@ -243,13 +243,13 @@ def load_mnist(data_root=None, *, normalize: bool = True, dtype=np.float32, verb
     if not missing:
         raw = _load_full(folder)
         source = FULL_SOURCE
-        message = f"MNIST: using the {source} from {folder}"
+        message = f"Data: MNIST, the {source} from {folder}"
     else:
         path = _embedded_path()
         raw = _split_embedded(*_read_embedded(path))
         source = EMBEDDED_SOURCE
         found = "not found" if len(missing) == len(_FILES) else f"incomplete (missing {', '.join(missing)})"
-        message = (f"MNIST: the full set is {found} in {folder}, so using the {source}: "
+        message = (f"Data: MNIST, the {source} (the full set is {found} in {folder}): "
                    f"{len(raw['y_train']):,}/{len(raw['y_val']):,}/{len(raw['y_test']):,} train/val/test. "
                    f"Get the full set with `python -m hwlib.data fetch mnist`.")
 

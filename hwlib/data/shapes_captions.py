@@ -250,6 +250,6 @@ def load_shapes_captions(data_root=None, seed: int = 0, *, verbose: bool = True)
     data["word_to_idx"], data["idx_to_word"] = dict(data["word_to_idx"]), list(data["idx_to_word"])
     data["source"] = SOURCE.format(seed=seed)
     if verbose:
-        print(f"Captioning data: {data['source']}: {len(data['train_images'])} train / {len(data['val_images'])} val "
+        print(f"Data: captioning, {data['source']}: {len(data['train_images'])} train / {len(data['val_images'])} val "
               f"images, {len(data['train_captions'])} / {len(data['val_captions'])} captions ({how}).")
     return data
