@@ -89,6 +89,11 @@ def merge(notebooks: list[Path], flavour: str = "solution") -> nbformat.Notebook
     return merged
 
 
+# The combined configuration that jupyter-server-mathjax's MathJax 2 ships (it has no CommonHTML
+# output, so nbconvert's default "TeX-AMS_CHTML-full" would load nothing and leave the TeX raw).
+MATHJAX_CONFIG = "TeX-AMS-MML_HTMLorMML-full"
+
+
 def copy_mathjax(dest: Path) -> str:
     """Copy MathJax 2 next to the report; return the relative URL nbconvert should load."""
     import jupyter_server_mathjax
@@ -97,7 +102,10 @@ def copy_mathjax(dest: Path) -> str:
     target = dest / "mathjax"
     if not (target / "MathJax.js").exists():
         shutil.copytree(src, target, dirs_exist_ok=True)
-    return "mathjax/MathJax.js?config=TeX-AMS_CHTML-full,Safe"
+    if not (target / "config" / f"{MATHJAX_CONFIG}.js").is_file():
+        raise FileNotFoundError(f"MathJax in {src} has no config/{MATHJAX_CONFIG}.js: the report's math would not "
+                                "render; reinstall jupyter-server-mathjax (pinned in pyproject.toml)")
+    return f"mathjax/MathJax.js?config={MATHJAX_CONFIG},Safe"
 
 
 _REMOTE_SCRIPT = re.compile(r"<script\b(?:(?!</script>).)*?https?://(?:(?!</script>).)*?</script>", re.S)
