@@ -154,7 +154,7 @@ def main(argv=None) -> int:
                                            digest_of([REPO / "hwlib", REPO / "notebooks", grading_sources]), args.force)
         if "autograde" in steps:  # sample submissions generated from the reference, then graded
             # Every sample is graded (hidden checks, scores, feedback); the notebooks run in the sandbox
-            # for the "perfect" one only: they run the same code for all 17, and would take 20 minutes.
+            # for the "perfect" one only: they run the same code in every sample, and would take 20 minutes.
             samples = REPO / "build" / "samples"
             statuses["autograde"] = run_step(
                 "autograde", [[python, "-m", "grading", "samples", str(samples)],

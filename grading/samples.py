@@ -353,6 +353,10 @@ def samples(release: Path = RELEASE / ASSIGNMENT) -> list[Sample]:
                _edit_notebook(bug("fc_db"), "01_layers.ipynb",
                               _edit_test_cell("q1-fc-test", 'print("fc: public checks pass")')),
                loses={"q1-fc-test": "all"}),
+        Sample("forged-checks", "Q5 not done, and the given module hwlib/checks_transfer.py edited so that its "
+                                "observers report a perfect freeze and finetune", {**perfect, "hwlib/transfer.py": blank["hwlib/transfer.py"],
+                                                                "hwlib/checks_transfer.py": _forged_checks()},
+               loses=_cases_with_target("transfer:freeze", "transfer:finetune", "transfer:train_model")),
         Sample("invalid-json", "01_layers.ipynb is not valid JSON (code correct)",
                {**perfect, "01_layers.ipynb": perfect["01_layers.ipynb"][: len(perfect["01_layers.ipynb"]) // 2]},
                missing_notebooks=("01_layers",)),
@@ -417,11 +421,27 @@ def _groups_using_layers() -> list[str]:
             or (g.options.get("class", "").startswith("hwlib.captioning.") and "fc" not in g.oracle)]
 
 
-def _cases_with_target(target: str) -> dict:
-    """The cases (of any group) that run ``target``."""
+def _forged_checks() -> bytes:
+    """The kit's hwlib/checks_transfer.py with observers that report a perfect freeze / finetune
+    without building anything. The sandbox runs the observers, so the grader must reset the given
+    modules (those without solution regions) to the kit's version before it runs anything."""
+    forged = '''
+
+def observe_head(func, num_classes, seed):  # FORGED: reports what a correct implementation shows
+    head = ["fc.weight", "fc.bias"]
+    names = head if func == "freeze" else [f"layer{i}.weight" for i in range(60)] + head
+    return {"returned_is_model": True, "returned_type": "ResNet", "head_type": "Linear", "head_is_linear": True,
+            "head_is_new": True, "head_shape": [512, num_classes], "trainable": names, "changed": names,
+            "output_shape": [2, num_classes], "num_parameters": 62}
+'''
+    return ((REPO / "hwlib" / "checks_transfer.py").read_text() + forged).encode()
+
+
+def _cases_with_target(*targets: str) -> dict:
+    """The cases (of any group) that run one of ``targets``."""
     out = {}
     for gid, g in _groups().items():
-        cases = tuple(c.id for c in g.cases if (c.target or g.target) == target)
+        cases = tuple(c.id for c in g.cases if (c.target or g.target) in targets)
         if cases:
             out[gid] = cases
     return out
