@@ -352,8 +352,12 @@ def autograde(source: Path, settings: Settings | None = None, log=print) -> list
     results: list[StudentResult] = []
     try:
         with ProcessPoolExecutor(max_workers=max(1, settings.workers), mp_context=get_context("spawn")) as pool:
+            # Submissions whose notebooks run are the long jobs: start them first, so that the other
+            # workers grade the rest meanwhile instead of waiting on one long job at the end.
+            executes = settings.execute and settings.execute_students is not None
+            order = sorted(intakes, key=lambda i: executes and i.student not in settings.execute_students)
             futures = {pool.submit(grade_submission, i.student, slot, settings, run_dir, problems[i.student]): i.student
-                       for slot, i in enumerate(intakes, start=1)}
+                       for slot, i in enumerate(order, start=1)}
             bar = progress(total=len(futures), desc="autograde", unit="submission")
             for fut in as_completed(futures):
                 results.append(fut.result())
