@@ -24,7 +24,7 @@ import nbformat
 from .course import ASSIGNMENT
 from .execute import REPO, source_notebooks
 from .release import RELEASE
-from .strip import BEGIN, END, solution_regions
+from .strip import BEGIN, END, solution_regions, student_modules
 
 __all__ = ["Sample", "samples", "write_samples", "expected_points", "HOSTILE_TARGETS"]
 
@@ -302,11 +302,8 @@ def samples(release: Path = RELEASE / ASSIGNMENT) -> list[Sample]:
     blank = _read_tree(release)
     answered = _answered_notebooks(blank)
     layers = unmark(_module("layers.py"))
-    reference_modules = {}
-    for path in sorted((REPO / "hwlib").rglob("*.py")):
-        text = path.read_text()
-        if "__pycache__" not in path.parts and solution_regions(text):
-            reference_modules[f"hwlib/{path.relative_to(REPO / 'hwlib').as_posix()}"] = unmark(text).encode()
+    reference_modules = {f"hwlib/{path.relative_to(REPO / 'hwlib').as_posix()}": unmark(path.read_text()).encode()
+                         for path in student_modules(REPO / "hwlib")}
     perfect = {**answered, **reference_modules}
 
     def with_layers(text: str, base: dict = perfect) -> dict:
