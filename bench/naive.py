@@ -1,8 +1,11 @@
-"""Naive Python-loop layers: the straightforward first version a student writes, kept for timing.
+"""Naive Python-loop layers: the straightforward first version a student writes.
 
-One Python iteration per output element (or per upstream-gradient element), with NumPy doing only
-the small window or dot product inside. Same conventions and results as ``hwlib.layers``; never
-used by the kit, only by ``bench.layers`` to show what vectorizing buys.
+One Python iteration per output element (or per upstream-gradient element, or per sample), with
+NumPy doing only the small window or dot product inside. Same conventions and results as
+``hwlib.layers`` (ReLU and softmax in float64 whatever the input dtype, as ``np.zeros`` allocates
+them). The one home of these loops: ``bench.layers`` times them to show what vectorizing buys, and
+``grading/samples.py`` reads their source (as text: importing ``bench`` pins thread counts) into the
+solution regions of a sample submission that must get full marks.
 """
 
 from __future__ import annotations
@@ -35,6 +38,24 @@ def fc_backward(dout, cache):
             dw[:, m] += dout[n, m] * x_flat[n]
             db[m] += dout[n, m]
     return dx.reshape(x.shape), dw, db
+
+
+# --- ReLU ----------------------------------------------------------------------------------------
+
+def relu_forward(x):
+    """``out[i] = x[i]`` where ``x[i] > 0``, else 0, one element per iteration."""
+    out = np.zeros(x.shape)
+    for index in np.ndindex(x.shape):
+        out[index] = x[index] if x[index] > 0 else 0.0
+    return out, x
+
+
+def relu_backward(dout, cache):
+    x = cache
+    dx = np.zeros(x.shape)
+    for index in np.ndindex(x.shape):
+        dx[index] = dout[index] if x[index] > 0 else 0.0
+    return dx
 
 
 # --- convolution (stride 1, no padding, no bias) -------------------------------------------------
@@ -99,3 +120,18 @@ def max_pool_backward(dout, cache):
                     a, b = np.unravel_index(np.argmax(window), window.shape)
                     dx[n, c, i * S + a, j * S + b] += dout[n, c, i, j]
     return dx
+
+
+# --- softmax loss --------------------------------------------------------------------------------
+
+def softmax_loss(x, y):
+    """Loss and gradient one sample (row) at a time, each row shifted by its maximum."""
+    N = x.shape[0]
+    loss, dx = 0.0, np.zeros(x.shape)
+    for i in range(N):
+        row = x[i] - np.max(x[i])
+        log_norm = np.log(np.sum(np.exp(row)))
+        loss -= (row[y[i]] - log_norm) / N
+        dx[i] = np.exp(row - log_norm) / N
+        dx[i, y[i]] -= 1.0 / N
+    return loss, dx

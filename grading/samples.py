@@ -115,101 +115,61 @@ def _module(name: str) -> str:
 
 # --- variants that must get full marks ---------------------------------------------------------
 
-LOOP_BODIES = {
-    "fc_forward": """
-        N = x.shape[0]
-        x_rows = x.reshape(N, -1)
-        out = np.zeros((N, w.shape[1]))
-        for i in range(N):
-            for j in range(w.shape[1]):
-                out[i, j] = sum(x_rows[i, k] * w[k, j] for k in range(x_rows.shape[1])) + b[j]
-    """,
-    "fc_backward": """
-        N = x.shape[0]
-        x_rows = x.reshape(N, -1)
-        dx_rows = np.zeros(x_rows.shape)
-        dw = np.zeros(w.shape)
-        db = np.zeros(b.shape)
-        for i in range(N):
-            dx_rows[i] = w @ dout[i]
-            dw += np.outer(x_rows[i], dout[i])
-            db += dout[i]
-        dx = dx_rows.reshape(x.shape)
-    """,
-    "relu_forward": """
-        out = np.zeros(x.shape)
-        for index in np.ndindex(x.shape):
-            out[index] = x[index] if x[index] > 0 else 0.0
-    """,
-    "relu_backward": """
-        dx = np.zeros(x.shape)
-        for index in np.ndindex(x.shape):
-            dx[index] = dout[index] if x[index] >= 0 else 0.0
-    """,
-    "softmax_loss": """
-        N = x.shape[0]
-        loss, dx = 0.0, np.zeros(x.shape)
-        for i in range(N):
-            row = x[i] - np.max(x[i])
-            log_norm = np.log(np.sum(np.exp(row)))
-            loss -= (row[y[i]] - log_norm) / N
-            dx[i] = np.exp(row - log_norm) / N
-            dx[i, y[i]] -= 1.0 / N
-    """,
-    "conv_forward": """
-        N, C, H, W = x.shape
-        F, _, HH, WW = w.shape
-        out = np.zeros((N, F, H - HH + 1, W - WW + 1), dtype=np.result_type(x, w))
-        for n in range(N):
-            for f in range(F):
-                for i in range(H - HH + 1):
-                    for j in range(W - WW + 1):
-                        out[n, f, i, j] = np.sum(x[n, :, i:i + HH, j:j + WW] * w[f])
-        cache = (x, w)
-    """,
-    "conv_backward": """
-        x, w = cache
-        N, C, H, W = x.shape
-        F, _, HH, WW = w.shape
-        dx, dw = np.zeros(x.shape, dtype=x.dtype), np.zeros(w.shape, dtype=w.dtype)
-        for n in range(N):
-            for f in range(F):
-                for i in range(H - HH + 1):
-                    for j in range(W - WW + 1):
-                        dx[n, :, i:i + HH, j:j + WW] += dout[n, f, i, j] * w[f]
-                        dw[f] += dout[n, f, i, j] * x[n, :, i:i + HH, j:j + WW]
-    """,
+NAIVE = REPO / "bench" / "naive.py"   # the naive loop layers, kept once (bench times them)
+# What each solution region does with the naive layer defined in front of it.
+NAIVE_CALLS = {
+    "fc_forward": "out, _ = naive_fc_forward(x, w, b)",
+    "fc_backward": "dx, dw, db = naive_fc_backward(dout, cache)",
+    "relu_forward": "out, _ = naive_relu_forward(x)",
+    "relu_backward": "dx = naive_relu_backward(dout, cache)",
+    "softmax_loss": "loss, dx = naive_softmax_loss(x, y)",
+    "conv_forward": "out, cache = naive_conv_forward(x, w)",
+    "conv_backward": "dx, dw = naive_conv_backward(dout, cache)",
 }
 
-SCIPY_CONV = {
+
+def naive_body(function: str) -> str:
+    """A solution region holding bench/naive.py's loop version of ``function`` and the call of it.
+
+    The source is read as text (importing ``bench`` would pin the thread counts of this process)
+    and defined in place as ``naive_<function>``: a submission has no ``bench/`` to import from.
+    """
+    source = NAIVE.read_text()
+    node = next((n for n in ast.parse(source).body if isinstance(n, ast.FunctionDef) and n.name == function), None)
+    if node is None:
+        raise ValueError(f"{NAIVE.relative_to(REPO)} has no function {function}")
+    definition = ast.get_source_segment(source, node).replace(f"def {function}(", f"def naive_{function}(", 1)
+    return definition + "\n" + NAIVE_CALLS[function] + "\n"
+
+
+def _changed(body: str, old: str, new: str) -> str:
+    """``body`` with ``old`` replaced by ``new``; raises if ``old`` is not there (the bug would silently vanish)."""
+    if old not in body:
+        raise ValueError(f"cannot plant a bug: {old!r} is not in\n{body}")
+    return body.replace(old, new)
+
+
+LOOP_BODIES = {function: naive_body(function) for function in NAIVE_CALLS}
+
+# The convolution by the Q6 formulas of the given module hwlib/conv_formulas.py (a student may call them).
+FORMULA_CONV = {
     "conv_forward": """
-        from scipy.signal import correlate
-        N, C, H, W = x.shape
-        F = w.shape[0]
-        # Filtering is correlation: sum over channels of each channel's valid correlation.
-        out = np.stack([np.stack([correlate(x[n], w[f], mode="valid")[0] for f in range(F)]) for n in range(N)])
-        cache = (x, w)
+        from .conv_formulas import conv_by_definition
+        out, cache = conv_by_definition(x, w), (x, w)
     """,
     "conv_backward": """
-        from scipy.signal import convolve, correlate
+        from .conv_formulas import dk_by_formula, dx_by_formula
         x, w = cache
-        N, C = x.shape[:2]
-        F = w.shape[0]
-        # dX[n, c] = sum_f dY[n, f] *full K[f, c];  dK[f, c] = sum_n X[n, c] *filt dY[n, f]
-        dx = np.stack([np.stack([sum(convolve(dout[n, f], w[f, c], mode="full") for f in range(F))
-                                 for c in range(C)]) for n in range(N)])
-        dw = np.stack([np.stack([sum(correlate(x[n, c], dout[n, f], mode="valid") for n in range(N))
-                                 for c in range(C)]) for f in range(F)])
+        dx, dw = dx_by_formula(dout, w), dk_by_formula(x, dout)
     """,
 }
 
 # Bugs, each the body of one solution region (our own code: the samples do not depend on how the
 # reference is written, only on the function signatures and the given code around the regions).
 BUGS = {
-    "fc_db": ("layers.py", {"fc_backward": LOOP_BODIES["fc_backward"].replace(
-        "        dx = dx_rows.reshape(x.shape)", "        dx = dx_rows.reshape(x.shape)\n        db = dout  # BUG: not summed over the batch")}),
-    "conv_dw": ("layers.py", {"conv_forward": LOOP_BODIES["conv_forward"], "conv_backward": LOOP_BODIES["conv_backward"].replace(
-        "dw[f] += dout[n, f, i, j] * x[n, :, i:i + HH, j:j + WW]",
+    "fc_db": ("layers.py", {"fc_backward": LOOP_BODIES["fc_backward"] + "db = dout  # BUG: not summed over the batch\n"}),
+    "conv_dw": ("layers.py", {"conv_forward": LOOP_BODIES["conv_forward"], "conv_backward": _changed(
+        LOOP_BODIES["conv_backward"], "dw[f] += dout[n, f, i, j] * x[n, :, i:i + HH, j:j + WW]",
         "dw[f] += dout[n, f, i, j] * x[n, :, i:i + HH, j:j + WW] if n == 0 else 0  # BUG: first sample only")}),
     "softmax_shift": ("layers.py", {"softmax_loss": """
         N = x.shape[0]
@@ -330,17 +290,17 @@ def samples(release: Path = RELEASE / ASSIGNMENT) -> list[Sample]:
         Sample("bug-fc-db", "fc_backward: db not summed over the batch (db = dout)", bug("fc_db"),
                loses={"q1-fc-test": "all"}),
         Sample("bug-conv-dw", "conv_backward: dw from the first sample only (not summed over the batch)",
-               bug("conv_dw"), loses={**_question_cases("conv"), **_model_cases("hwlib.classifiers.ConvNet", "loss")}),
+               bug("conv_dw"), loses=_cases_with_target("conv", "ConvNet.loss")),
         Sample("bug-softmax-shift", "softmax_loss without the max shift: overflows on 1e4-scale scores",
                bug("softmax_shift"), loses=_question_cases("softmax", large_scale_only=True)),
         Sample("bug-temporal-fc-db", "temporal_fc_backward: db not summed over time (last step only)",
                bug("temporal_fc_db"),
-               loses={**_cases_with_target("layer:temporal_fc"), **_model_cases("hwlib.captioning.CaptioningRNN", "loss")}),
+               loses=_cases_with_target("temporal_fc", "CaptioningRNN.loss")),
         Sample("bug-caption-mask", "temporal_softmax_loss ignores the mask (the <NULL> padding counts)",
                bug("caption_mask"),
-               loses={**_cases_with_target("layer:temporal_softmax"), **_model_cases("hwlib.captioning.CaptioningRNN", "loss")}),
+               loses=_cases_with_target("temporal_softmax", "CaptioningRNN.loss")),
         Sample("bug-freeze", "freeze leaves the backbone trainable", bug("freeze_backbone"),
-               loses=_cases_with_target("transfer:freeze")),
+               loses=_cases_with_target("freeze")),
         Sample("hang", "relu_forward loops forever", bug("hang"), loses={"q1-relu-test": "all"}),
         Sample("crash", "fc_backward kills its process (os._exit)", bug("crash"), loses={"q1-fc-test": "all"}),
         Sample("deleted-tests", "test cells deleted from the notebook (code correct)",
@@ -350,10 +310,10 @@ def samples(release: Path = RELEASE / ASSIGNMENT) -> list[Sample]:
                _edit_notebook(bug("fc_db"), "01_layers.ipynb",
                               _edit_test_cell("q1-fc-test", 'print("fc: public checks pass")')),
                loses={"q1-fc-test": "all"}),
-        Sample("forged-checks", "Q5 not done, and the given module hwlib/checks_transfer.py edited so that its "
-                                "observers report a perfect freeze and finetune", {**perfect, "hwlib/transfer.py": blank["hwlib/transfer.py"],
-                                                                "hwlib/checks_transfer.py": _forged_checks()},
-               loses=_cases_with_target("transfer:freeze", "transfer:finetune", "transfer:train_model")),
+        Sample("forged-checks", "Q5 not done, and the given module hwlib/check/transfer_observe.py edited so that "
+                                "its observers report a perfect freeze and finetune",
+               {**perfect, "hwlib/transfer.py": blank["hwlib/transfer.py"], FORGED: _forged_checks()},
+               loses=_cases_with_target("freeze", "finetune", "train_model")),
         Sample("invalid-json", "01_layers.ipynb is not valid JSON (code correct)",
                {**perfect, "01_layers.ipynb": perfect["01_layers.ipynb"][: len(perfect["01_layers.ipynb"]) // 2]},
                missing_notebooks=("01_layers",)),
@@ -363,10 +323,11 @@ def samples(release: Path = RELEASE / ASSIGNMENT) -> list[Sample]:
         Sample("hostile", "tries to read the hidden checks and the reference, write outside its folder, "
                           "open sockets, signal init, take 64 GB, become root (its code is otherwise correct)",
                with_layers(_insert_after_imports(layers, _hostile_prelude(REPO)) + HOSTILE_CHEAT), hostile=True),
-        Sample("variant-loops", "naive loops (fc, ReLU and softmax give float64 results for float32 inputs)",
+        Sample("variant-loops", "the naive loops of bench/naive.py for fc, ReLU, softmax and convolution "
+                                "(ReLU and softmax give float64 results for float32 inputs)",
                with_layers(layers_with(LOOP_BODIES))),
-        Sample("variant-scipy-conv", "convolution through scipy.signal (correlate / convolve)",
-               with_layers(layers_with(SCIPY_CONV))),
+        Sample("variant-formula-conv", "convolution by the Q6 formulas of the given hwlib/conv_formulas.py",
+               with_layers(layers_with(FORMULA_CONV))),
     ]
     return out
 
@@ -394,32 +355,35 @@ def _auto_cells() -> list[str]:
     return list(_groups())
 
 
-def _question_cases(spec: str, large_scale_only: bool = False) -> dict:
-    """The hidden cases of layer ``spec`` (those with scores of scale >= 1e3 when asked)."""
+def _question_cases(target: str, large_scale_only: bool = False) -> dict:
+    """The hidden cases of ``target`` (those with scores of scale >= 1e3 when asked)."""
     lost = {}
     for gid, group in _groups().items():
-        if group.target != f"layer:{spec}":
-            continue
-        cases = tuple(c.id for c in group.cases if not large_scale_only or c.shape.get("scale", 1.0) >= 1e3)
-        lost[gid] = cases
+        cases = tuple(c.id for c in group.cases if c.target == target
+                      and (not large_scale_only or c.draw.get("scale", 1.0) >= 1e3))
+        if cases:
+            lost[gid] = cases
     return lost
-
-
-LAYER_SPECS = ("fc", "relu", "conv", "pool", "softmax")   # the hwlib.check specs of hwlib.layers
 
 
 def _groups_using_layers() -> list[str]:
     """Groups whose code needs the student's hwlib/layers.py: its layers, the classifiers (which import
     softmax_loss and the convolution layers from it) and the captioning model (which imports fc from
     it), unless the group's oracle replaces fc by a PyTorch version."""
-    return [gid for gid, g in _groups().items()
-            if (g.target.startswith("layer:") and g.target.partition(":")[2] in LAYER_SPECS)
-            or g.options.get("class", "").startswith("hwlib.classifiers.")
-            or (g.options.get("class", "").startswith("hwlib.captioning.") and "fc" not in g.oracle)]
+    from hwlib.check import TARGETS
+
+    def needs_layers(group, target):
+        module = TARGETS[target].module
+        return module in ("hwlib.layers", "hwlib.classifiers") or (module == "hwlib.captioning" and "fc" not in group.oracle)
+
+    return [gid for gid, g in _groups().items() if any(needs_layers(g, t) for t in g.targets)]
+
+
+FORGED = "hwlib/check/transfer_observe.py"   # the given module the forged-checks sample edits
 
 
 def _forged_checks() -> bytes:
-    """The kit's hwlib/checks_transfer.py with observers that report a perfect freeze / finetune
+    """The kit's hwlib/check/transfer_observe.py with observers that report a perfect freeze / finetune
     without building anything. The sandbox runs the observers, so the grader must reset the given
     modules (those without solution regions) to the kit's version before it runs anything."""
     forged = '''
@@ -431,23 +395,17 @@ def observe_head(func, num_classes, seed):  # FORGED: reports what a correct imp
             "head_is_new": True, "head_shape": [512, num_classes], "trainable": names, "changed": names,
             "output_shape": [2, num_classes], "num_parameters": 62}
 '''
-    return ((REPO / "hwlib" / "checks_transfer.py").read_text() + forged).encode()
+    return ((REPO / FORGED).read_text() + forged).encode()
 
 
 def _cases_with_target(*targets: str) -> dict:
     """The cases (of any group) that run one of ``targets``."""
     out = {}
     for gid, g in _groups().items():
-        cases = tuple(c.id for c in g.cases if (c.target or g.target) in targets)
+        cases = tuple(c.id for c in g.cases if c.target in targets)
         if cases:
             out[gid] = cases
     return out
-
-
-def _model_cases(cls: str, check: str) -> dict:
-    """The cases of a model's groups that run ``check`` ("init" or "loss")."""
-    return {gid: tuple(c.id for c in g.cases if c.check == check)
-            for gid, g in _groups().items() if g.options.get("class") == cls}
 
 
 def write_samples(dest: Path, as_zip: bool = False, release: Path = RELEASE / ASSIGNMENT) -> list[Sample]:

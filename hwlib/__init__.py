@@ -1,8 +1,10 @@
 """hwlib: the helper package of the EECS 545 HW4 course kit.
 
-Layers (`hwlib.layers`), gradient checks (`hwlib.gradient_check`), public checks
-(`python -m hwlib.check`), and -- as the later questions land -- optimizers, the Solver,
-models, RNN layers, data loaders and transfer learning.
+Layers (`hwlib.layers`, `hwlib.rnn_layers`), optimizers and the Solver (`hwlib.optim`,
+`hwlib.solver`), models (`hwlib.classifiers`, `hwlib.captioning`), transfer learning
+(`hwlib.transfer`), data loaders (`hwlib.data`), plots, numerical gradients
+(`hwlib.gradient_check`), and the public checks of Q1-Q5 (`hwlib.check`: `check("fc")` in a
+notebook, `python -m hwlib.check` in a terminal).
 
 Nothing here seeds a random generator or changes plotting settings on import.
 """

@@ -23,10 +23,10 @@ from collections import Counter
 import numpy as np
 
 from .layers import fc_backward, fc_forward
-from .rnn_layers import (_int_ids, rnn_backward, rnn_forward, rnn_step_forward, temporal_fc_backward,
+from .rnn_layers import (rnn_backward, rnn_forward, rnn_step_forward, temporal_fc_backward,
                          temporal_fc_forward, temporal_softmax_loss, word_embedding_backward,
                          word_embedding_forward)
-from .validation import as_generator, float_dtype, positive_int, require, require_ndim
+from .validation import as_generator, float_dtype, positive_int, require, require_ids, require_ndim
 
 __all__ = [
     "CaptioningRNN", "caption_batch_sampler", "train_captioning",
@@ -128,7 +128,9 @@ class CaptioningRNN:
         owner = "CaptioningRNN.loss"
         features = self._features(owner, features)
         N = features.shape[0]
-        captions = _int_ids(owner, "captions", captions, "(N, T + 1)", 2, len(self.word_to_idx))
+        V = len(self.word_to_idx)
+        captions = require_ids(owner, "captions", captions, V, ndim=2, layout="(N, T + 1)",
+                               of=f"the vocabulary size V = {V}")
         require(captions.shape[0] == N and captions.shape[1] >= 2, owner,
                 f"captions must have shape ({N}, T + 1) with T + 1 >= 2 (one caption per image of features "
                 f"{features.shape}); got shape {captions.shape}")
@@ -259,14 +261,15 @@ def caption_words(captions, idx_to_word) -> list[list[str]]:
     if captions.ndim == 1:
         captions = captions[None]
     require_ndim("caption_words", "captions", captions, 2, "(N, L)")
+    null, start, end = SPECIAL_TOKENS
     result = []
     for row in captions:
         words = []
         for i in row:
             word = idx_to_word[int(i)]
-            if word == "<END>":
+            if word == end:
                 break
-            if word not in ("<NULL>", "<START>"):
+            if word not in (null, start):
                 words.append(word)
         result.append(words)
     return result

@@ -1,4 +1,5 @@
-"""Plots for the notebooks: training curves of a Solver, sweeps, and image grids (filters, digits).
+"""Plots for the notebooks: training curves (a Solver's, a transfer run's history), sweeps, image grids
+(filters, digits) and images captioned with a model's predictions.
 
 Every function draws on a new figure (or on the axes you pass) and returns the figure; nothing
 here changes matplotlib's global settings (``rcParams``), on import or otherwise.
@@ -8,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["plot_training", "plot_sweep", "show_images", "show_filters"]
+__all__ = ["moving_average", "plot_loss", "plot_training", "plot_sweep", "show_images", "show_filters",
+           "plot_history", "show_predictions"]
 
 
 def _plt():
@@ -16,15 +18,65 @@ def _plt():
     return plt
 
 
-def _smooth(values, window):
-    """Moving average over ``window`` points (shorter at the start), for noisy per-iteration losses."""
+def _axes(ax, figsize):
+    """``(fig, ax)``: the axes passed in and their figure, or a new figure of ``figsize`` with one axes."""
+    if ax is None:
+        return _plt().subplots(figsize=figsize)
+    return ax.figure, ax
+
+
+def moving_average(values, window: int) -> np.ndarray:
+    """Moving average over ``window`` points, shorter at the start, for noisy per-iteration losses.
+
+    Entry i averages ``values[max(0, i - window + 1)]`` ... ``values[i]``: one value per input
+    value, so the average plots on the same x axis as the values.
+    """
     values = np.asarray(values, dtype=np.float64)
-    if window <= 1 or len(values) < 2:
+    if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or window < 1:
+        raise ValueError(f"moving_average: window must be a positive integer; got {window!r}")
+    if window == 1 or len(values) < 2:
         return values
     csum = np.cumsum(np.insert(values, 0, 0.0))
     idx = np.arange(1, len(values) + 1)
     start = np.maximum(idx - window, 0)
     return (csum[idx] - csum[start]) / (idx - start)
+
+
+def plot_loss(losses, per_epoch: int | None = None, smooth: int | None = None, log_loss: bool = False,
+              target: float | None = None, title: str = "training loss", ax=None):
+    """Training loss per iteration: the minibatch losses and, with ``smooth``, their moving average.
+
+    Inputs:
+    - losses: one loss per iteration (e.g. ``solver.loss_history``)
+    - per_epoch: iterations per epoch; the x axis then counts epochs (None: iterations)
+    - smooth: moving-average window, in iterations (None: no average)
+    - log_loss: draw the loss on a log scale (shows progress once the loss is small)
+    - target: a loss to reach, drawn as a dashed line (e.g. 0.1)
+    - title: the title of the axes
+    - ax: matplotlib axes to draw on (None: a new figure)
+
+    Returns the figure.
+    """
+    losses = np.asarray(losses, dtype=np.float64)
+    if losses.ndim != 1 or losses.size == 0:
+        raise ValueError(f"plot_loss: losses must be a non-empty 1-D sequence (one loss per iteration); "
+                         f"got shape {losses.shape}")
+    fig, ax = _axes(ax, (6.5, 3.5))
+    x = np.arange(1, losses.size + 1) / (per_epoch or 1)
+    if smooth is None:
+        ax.plot(x, losses, label="minibatch loss")
+    else:
+        ax.plot(x, losses, lw=0.6, alpha=0.35, label="minibatch loss")
+        ax.plot(x, moving_average(losses, smooth), lw=1.5, label=f"moving average ({smooth} it.)")
+    if target is not None:
+        ax.axhline(target, color="gray", ls="--", lw=1, label=f"{target:g}")
+    ax.set(xlabel="epoch" if per_epoch else "iteration", ylabel="training loss", title=title)
+    if log_loss:
+        ax.set_yscale("log")
+    ax.legend(loc="upper right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
 
 
 def plot_training(solver, title: str | None = None, smooth: int | None = None, log_loss: bool = False,
@@ -49,13 +101,8 @@ def plot_training(solver, title: str | None = None, smooth: int | None = None, l
         smooth = max(1, per_epoch // 10)
     plt = _plt()
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 3.8))
-    epochs = np.arange(1, losses.size + 1) / per_epoch
-    ax_loss.plot(epochs, losses, lw=0.6, alpha=0.35, label="minibatch loss")
-    ax_loss.plot(epochs, _smooth(losses, smooth), lw=1.5, label=f"moving average ({smooth} it.)")
-    ax_loss.set(xlabel="epoch", ylabel="training loss", title="loss" + (" (log scale)" if log_loss else ""))
-    if log_loss:
-        ax_loss.set_yscale("log")
-    ax_loss.legend(loc="upper right")
+    plot_loss(losses, per_epoch=per_epoch, smooth=smooth, log_loss=log_loss,
+              title="loss" + (" (log scale)" if log_loss else ""), ax=ax_loss)
     if solver.val_acc_history:
         at = np.asarray(solver.check_iterations, dtype=np.float64) / per_epoch
         curves = [(solver.train_acc_history, "train (subsample)")] if solver.train_acc_history else []
@@ -75,8 +122,7 @@ def plot_training(solver, title: str | None = None, smooth: int | None = None, l
     else:
         ax_acc.set_axis_off()
         ax_acc.text(0.5, 0.5, "no validation set", ha="center", va="center", transform=ax_acc.transAxes)
-    for ax in (ax_loss, ax_acc):
-        ax.grid(alpha=0.3)
+    ax_acc.grid(alpha=0.3)
     fig.suptitle(title if title is not None else type(solver.model).__name__)
     fig.tight_layout()
     return fig
@@ -93,11 +139,7 @@ def plot_sweep(values, scores, xlabel: str, ylabel: str = "validation accuracy",
     if values.shape != scores.shape or values.ndim != 1 or values.size == 0:
         raise ValueError(f"plot_sweep: values and scores must be 1-D of the same length; got shapes "
                          f"{values.shape} and {scores.shape}")
-    plt = _plt()
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    else:
-        fig = ax.figure
+    fig, ax = _axes(ax, (5.5, 3.8))
     ax.plot(values, scores, "o-")
     if best is not None:
         i = int(np.flatnonzero(values == best)[0])
@@ -165,3 +207,90 @@ def show_filters(W, ncols: int = 8, channel: int = 0, suptitle: str | None = Non
         raise ValueError(f"show_filters: channel must be in [0, {W.shape[1]}); got {channel}")
     return show_images(W[:, channel], ncols=ncols, scale="each", size=0.9,
                        suptitle=suptitle or f"{W.shape[0]} learned {W.shape[2]}x{W.shape[3]} filters")
+
+
+# --- transfer learning (Q5) -------------------------------------------------------------------------
+
+# The curves of plot_history: per epoch, loss and accuracy of each phase (the keys train_model records).
+_HISTORY_CURVES = ("loss", "acc")
+_HISTORY_PHASES = ("train", "val")
+
+
+def plot_history(histories, title: str | None = None):
+    """Loss and accuracy per epoch, train (dashed) vs val (solid).
+
+    ``histories``: one history dict (``model.history`` of :func:`hwlib.transfer.train_model`, keys
+    ``train_loss``, ``train_acc``, ``val_loss``, ``val_acc``), or a dict ``{label: history}`` to compare
+    runs. Returns the matplotlib figure.
+    """
+    keys = tuple(f"{phase}_{curve}" for curve in _HISTORY_CURVES for phase in _HISTORY_PHASES)
+    if all(key in histories for key in keys):
+        histories = {"": histories}
+    plt = _plt()
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 3.8))
+    for i, (label, history) in enumerate(histories.items()):
+        missing = [key for key in keys if key not in history]
+        if missing:
+            raise ValueError(f"plot_history: history {label!r} lacks {missing}; expected the keys {keys}")
+        epochs = np.arange(1, len(history["train_loss"]) + 1)
+        color = f"C{i}"
+        prefix = f"{label} " if label else ""
+        for ax, curve in zip((ax_loss, ax_acc), _HISTORY_CURVES):
+            ax.plot(epochs, history[f"train_{curve}"], "--", color=color, label=f"{prefix}train")
+            ax.plot(epochs, history[f"val_{curve}"], "-", color=color, label=f"{prefix}val")
+    ax_loss.set(xlabel="epoch", ylabel="loss (mean per sample)", title="loss")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
+    ax_acc.legend(fontsize=8)
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def _unnormalize(image, mean, std) -> np.ndarray:
+    """Undo ``Normalize(mean, std)``: a (C, H, W) array -> an (H, W, 3) or (H, W) array in [0, 1]."""
+    channels = image.shape[0]
+    mean = np.asarray(mean, dtype=image.dtype).reshape(-1, 1, 1)
+    std = np.asarray(std, dtype=image.dtype).reshape(-1, 1, 1)
+    if mean.shape[0] not in (1, channels) or std.shape[0] not in (1, channels):
+        raise ValueError(f"show_predictions: mean and std need 1 or {channels} entries (one per channel); "
+                         f"got {mean.shape[0]} and {std.shape[0]}")
+    image = np.clip(image * std + mean, 0, 1)
+    return image[0] if channels == 1 else image.transpose(1, 2, 0)
+
+
+def show_predictions(images, predicted, true, class_names, *, mean=(0.0,), std=(1.0,), columns: int = 3,
+                     title: str | None = None):
+    """A grid of normalised images, each captioned with its predicted and true class.
+
+    Inputs:
+    - images: (N, C, H, W) array, normalised as ``Normalize(mean, std)`` left them (C is 1 or 3)
+    - predicted, true: N class indices each
+    - class_names: the name of each class index
+    - mean, std: the normalisation to undo (one value, or one per channel)
+    - columns: images per row
+
+    A caption is green when the prediction is right, red when wrong. Returns the figure.
+    """
+    images = np.asarray(images)
+    if images.ndim != 4 or images.shape[0] == 0:
+        raise ValueError(f"show_predictions: images must have shape (N, C, H, W) with N >= 1; got shape {images.shape}")
+    if not len(predicted) == len(true) == len(images):
+        raise ValueError(f"show_predictions: predicted and true need one entry per image ({len(images)}); "
+                         f"got {len(predicted)} and {len(true)}")
+    columns = max(1, min(int(columns), len(images)))
+    rows = -(-len(images) // columns)
+    plt = _plt()
+    fig, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, image, pred, label in zip(axes.flat, images, predicted, true):
+        ax.imshow(_unnormalize(image, mean, std), cmap="gray")
+        ax.set_title(f"predicted: {class_names[pred]}\ntrue: {class_names[label]}",
+                     color="green" if pred == label else "red", fontsize=10)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig

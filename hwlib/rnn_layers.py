@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .validation import as_array, require, require_finite, require_ndim
+from .validation import as_array, require, require_finite, require_ids, require_ndim
 
 __all__ = [
     "rnn_step_forward", "rnn_step_backward",
@@ -39,24 +39,6 @@ __all__ = [
 
 def _require_shape(func: str, name: str, arr: np.ndarray, shape: tuple, why: str) -> None:
     require(tuple(arr.shape) == tuple(shape), func, f"{name} must have shape {tuple(shape)} {why}; got shape {tuple(arr.shape)}")
-
-
-def _int_ids(func: str, name: str, ids, layout: str, ndim: int, num_ids: int) -> np.ndarray:
-    """Return ``ids`` as an integer array of rank ``ndim`` with values in ``[0, num_ids)``."""
-    arr = np.asarray(ids)
-    require_ndim(func, name, arr, ndim, layout)
-    if not np.issubdtype(arr.dtype, np.integer):
-        if arr.size and np.issubdtype(arr.dtype, np.floating) and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
-            arr = arr.astype(np.int64)
-        elif arr.size == 0:
-            arr = arr.astype(np.int64)
-        else:
-            raise ValueError(f"{func}: {name} must hold integer ids; got dtype {arr.dtype}")
-    if arr.size and (arr.min() < 0 or arr.max() >= num_ids):
-        bad = tuple(int(i) for i in np.argwhere((arr < 0) | (arr >= num_ids))[0])
-        raise ValueError(f"{func}: {name} must hold ids in [0, {num_ids}) (the vocabulary size V = {num_ids}); "
-                         f"got {int(arr[bad])} at index {bad} (shape {tuple(arr.shape)})")
-    return arr
 
 
 def _rnn_weights(func: str, Wx, Wh, b, D: int):
@@ -204,7 +186,7 @@ def word_embedding_forward(x, W):
     func = "word_embedding_forward"
     W = as_array(func, "W", W)
     require_ndim(func, "W", W, 2, "(V, D)")
-    x = _int_ids(func, "x", x, "(N, T)", 2, W.shape[0])
+    x = require_ids(func, "x", x, W.shape[0], ndim=2, layout="(N, T)", of=f"the vocabulary size V = {W.shape[0]}")
     ### BEGIN SOLUTION
     out = W[x]
     ### END SOLUTION
@@ -303,7 +285,7 @@ def temporal_softmax_loss(x, y, mask):
     N, T, V = x.shape
     require(N > 0 and V > 0, func, f"x must have at least one sample and one word; got shape {x.shape}")
     require_finite(func, "x", x)
-    y = _int_ids(func, "y", y, "(N, T)", 2, V)
+    y = require_ids(func, "y", y, V, ndim=2, layout="(N, T)", of=f"the vocabulary size V = {V}")
     _require_shape(func, "y", y, (N, T), f"(N, T) to match x {x.shape} (N, T, V)")
     mask = np.asarray(mask)
     require_ndim(func, "mask", mask, 2, "(N, T)")

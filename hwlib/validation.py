@@ -11,7 +11,7 @@ import numbers
 
 import numpy as np
 
-__all__ = ["as_array", "require_ndim", "require", "require_finite", "require_labels",
+__all__ = ["as_array", "require_ndim", "require", "require_finite", "require_ids", "require_labels",
            "positive_int", "float_dtype", "as_generator"]
 
 
@@ -56,23 +56,42 @@ def require_finite(func: str, name: str, arr: np.ndarray) -> None:
         )
 
 
+def require_ids(func: str, name: str, values, num_ids: int, *, ndim: int | None = None, layout: str = "",
+                what: str = "ids", integer_what: str | None = None, of: str = "") -> np.ndarray:
+    """Return ``values`` as an integer array with entries in ``[0, num_ids)``, or raise a clear ``ValueError``.
+
+    The one check of every id-like input: class labels (:func:`require_labels`), word ids and
+    captions. Floats holding whole numbers (``1.0``) are accepted and converted to int64.
+
+    Inputs:
+    - ndim, layout: the rank ``values`` must have and its axes, e.g. ``2, "(N, T)"`` (None: any rank)
+    - what: what the entries are, for the messages ("ids", "labels"); ``integer_what`` replaces
+      ``"integer " + what`` in the message about a non-integer dtype
+    - of: what ``num_ids`` counts, e.g. ``"the vocabulary size V = 5"``
+    """
+    arr = np.asarray(values)
+    if ndim is not None:
+        require_ndim(func, name, arr, ndim, layout)
+    if not np.issubdtype(arr.dtype, np.integer):
+        whole = (np.issubdtype(arr.dtype, np.floating) and bool(np.all(np.isfinite(arr)))
+                 and bool(np.all(arr == np.round(arr))))
+        require(whole, func, f"{name} must hold {integer_what or 'integer ' + what}; got dtype {arr.dtype}")
+        arr = arr.astype(np.int64)
+    if arr.size and (arr.min() < 0 or arr.max() >= num_ids):
+        bad = tuple(int(i) for i in np.argwhere((arr < 0) | (arr >= num_ids))[0])
+        where = bad[0] if arr.ndim == 1 else bad
+        raise ValueError(f"{func}: {name} must hold {what} in [0, {num_ids})" + (f" ({of})" if of else "")
+                         + f"; got {int(arr[bad])} at index {where} (shape {tuple(arr.shape)})")
+    return arr
+
+
 def require_labels(func: str, name: str, y, num_samples: int, num_classes: int) -> np.ndarray:
     """Return ``y`` as an int array of shape ``(num_samples,)`` with values in ``[0, num_classes)``."""
     y = np.asarray(y)
     if y.ndim != 1 or y.shape[0] != num_samples:
         raise ValueError(f"{func}: {name} must have shape ({num_samples},) (one label per sample); got shape {tuple(y.shape)}")
-    if not np.issubdtype(y.dtype, np.integer):
-        if y.size and np.issubdtype(y.dtype, np.floating) and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
-            y = y.astype(np.int64)
-        else:
-            raise ValueError(f"{func}: {name} must hold integer class labels; got dtype {y.dtype}")
-    if y.size and (y.min() < 0 or y.max() >= num_classes):
-        bad = int(np.flatnonzero((y < 0) | (y >= num_classes))[0])
-        raise ValueError(
-            f"{func}: {name} must hold labels in [0, {num_classes}) for {num_classes} classes; "
-            f"got {int(y[bad])} at index {bad}"
-        )
-    return y
+    return require_ids(func, name, y, num_classes, what="labels", integer_what="integer class labels",
+                       of=f"{num_classes} classes")
 
 
 def positive_int(func: str, name: str, value, allow_none: bool = False) -> int | None:

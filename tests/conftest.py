@@ -1,4 +1,4 @@
-"""Shared fixtures: one seeded generator per test, the shared data root when present."""
+"""Shared fixtures: one seeded generator per test, the shared data root when present, a local HTTP mirror."""
 
 from __future__ import annotations
 
@@ -31,3 +31,69 @@ def shared_data() -> Path:
     if root is None:
         pytest.skip("shared data (../shared/data) not available")
     return root
+
+
+class HTTPMirror:
+    """A local HTTP server for the download tests: serves the files put into it, logs every request.
+
+    ``put(name, data)`` stores a file and returns its URL; ``fail[name] = k`` answers the next ``k``
+    requests for it with HTTP 503 (a flaky mirror); ``requests`` lists the names asked for, in order;
+    ``dead_url(name)`` is an address where nothing listens (connection refused).
+    """
+
+    def __init__(self, folder: Path):
+        import http.server
+        import threading
+
+        self.folder, self.requests, self.fail = folder, [], {}
+        folder.mkdir(parents=True, exist_ok=True)
+        mirror = self
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, directory=str(folder), **kwargs)
+
+            def do_GET(self):
+                name = self.path.lstrip("/")
+                mirror.requests.append(name)
+                if mirror.fail.get(name, 0) > 0:
+                    mirror.fail[name] -= 1
+                    self.send_error(503, "flaky mirror")
+                    return
+                super().do_GET()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.server.server_port}/{name}"
+
+    def put(self, name: str, data) -> str:
+        (self.folder / name).write_bytes(data if isinstance(data, bytes) else Path(data).read_bytes())
+        return self.url(name)
+
+    @staticmethod
+    def dead_url(name: str) -> str:
+        import socket
+
+        with socket.socket() as s:        # a port that was free a moment ago: nothing listens there
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        return f"http://127.0.0.1:{port}/{name}"
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def http_mirror(tmp_path, monkeypatch):
+    """An :class:`HTTPMirror` serving ``tmp_path/mirror``; download retries off (a test of them turns them on)."""
+    monkeypatch.setattr("hwlib.data.download.RETRIES", 0)
+    mirror = HTTPMirror(tmp_path / "mirror")
+    yield mirror
+    mirror.close()

@@ -317,16 +317,16 @@ def test_show_captions_draws_one_panel_per_image():
 # --- the public check of the model ---------------------------------------------------------------------
 
 def test_public_model_check_passes():
-    from hwlib.checks_rnn import check_captioning_model
+    from hwlib.check import check
 
     for seed in range(3):
-        check_captioning_model(seed=seed, verbose=False)
+        check("CaptioningRNN", seed=seed, verbose=False)
 
 
 @pytest.mark.parametrize("mistake", ["no_mask", "no_dh0", "tokens_after_end"])
 def test_public_model_check_catches_mistakes(mistake, monkeypatch):
     import hwlib.captioning as C
-    from hwlib.checks_rnn import check_captioning_model
+    from hwlib.check import check
 
     if mistake == "no_mask":  # every position counts, <NULL> targets included
         original = C.temporal_softmax_loss
@@ -338,7 +338,7 @@ def test_public_model_check_catches_mistakes(mistake, monkeypatch):
         monkeypatch.setattr(C.CaptioningRNN, "sample", lambda self, features, max_length=30:
                             np.tile(np.array([3, 2, 4] + [0] * (max_length - 3)), (len(features), 1)))
     with pytest.raises(AssertionError):
-        check_captioning_model(verbose=False)
+        check("CaptioningRNN", verbose=False)
 
 
 def test_train_captioning_limits_blas_threads_only_while_training(monkeypatch):

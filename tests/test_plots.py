@@ -76,6 +76,41 @@ def test_plot_training_without_validation_and_before_training():
         plots.plot_training(empty)
 
 
+def test_moving_average_is_shorter_at_the_start():
+    values = np.array([4.0, 2.0, 6.0, 0.0, 8.0])
+    np.testing.assert_allclose(plots.moving_average(values, 2), [4, 3, 4, 3, 4])
+    np.testing.assert_allclose(plots.moving_average(values, 3), [4, 3, 4, 8 / 3, 14 / 3])
+    np.testing.assert_allclose(plots.moving_average(values, 1), values)
+    np.testing.assert_allclose(plots.moving_average(values, 99), np.cumsum(values) / np.arange(1, 6))
+    with pytest.raises(ValueError, match="window must be a positive integer; got 0"):
+        plots.moving_average(values, 0)
+
+
+def test_plot_loss_per_iteration_with_target_and_log_scale():
+    losses = np.geomspace(5.0, 0.05, 40)
+    fig = plots.plot_loss(losses, log_loss=True, target=0.1, title="overfitting")
+    ax = fig.axes[0]
+    raw, target = ax.lines   # no moving average unless asked for
+    np.testing.assert_allclose(raw.get_xdata(), np.arange(1, 41))
+    np.testing.assert_allclose(raw.get_ydata(), losses)
+    np.testing.assert_allclose(target.get_ydata(), [0.1, 0.1])
+    assert ax.get_yscale() == "log" and ax.get_xlabel() == "iteration" and ax.get_title() == "overfitting"
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["minibatch loss", "0.1"]
+
+
+def test_plot_loss_per_epoch_with_moving_average_on_given_axes():
+    _, ax = plt.subplots()
+    losses = np.linspace(3.0, 1.0, 30)
+    fig = plots.plot_loss(losses, per_epoch=10, smooth=4, ax=ax)
+    assert fig is ax.figure and ax.get_xlabel() == "epoch" and ax.get_yscale() == "linear"
+    raw, smooth = ax.lines
+    np.testing.assert_allclose(raw.get_xdata(), np.arange(1, 31) / 10)
+    np.testing.assert_allclose(smooth.get_ydata(), plots.moving_average(losses, 4))
+    assert smooth.get_label() == "moving average (4 it.)"
+    with pytest.raises(ValueError, match=r"losses must be a non-empty 1-D sequence.*got shape \(0,\)"):
+        plots.plot_loss([])
+
+
 def test_show_images_grid_titles_and_scaling():
     rng = np.random.default_rng(0)
     digits = rng.uniform(0, 1, size=(5, 1, 28, 28))
@@ -109,9 +144,61 @@ def test_plot_sweep_marks_the_best_setting():
     np.testing.assert_array_equal(star.get_ydata(), [0.95])
 
 
+# --- transfer learning (Q5) ---------------------------------------------------------------------------
+
+def _history(offset=0.0, epochs=3):
+    return {"train_loss": list(np.linspace(1.0, 0.5, epochs) + offset), "val_loss": list(np.linspace(1.1, 0.6, epochs)),
+            "train_acc": list(np.linspace(0.5, 0.9, epochs)), "val_acc": list(np.linspace(0.4, 0.8, epochs) + offset)}
+
+
+def test_plot_history_draws_train_dashed_and_val_solid_per_run():
+    fig = plots.plot_history({"finetune": _history(), "freeze": _history(0.05)}, title="runs")
+    ax_loss, ax_acc = fig.axes
+    assert [line.get_label() for line in ax_acc.lines] == ["finetune train", "finetune val", "freeze train", "freeze val"]
+    assert [line.get_linestyle() for line in ax_loss.lines] == ["--", "-", "--", "-"]
+    np.testing.assert_allclose(ax_acc.lines[3].get_ydata(), _history(0.05)["val_acc"])
+    np.testing.assert_array_equal(ax_loss.lines[0].get_xdata(), [1, 2, 3])
+    assert fig._suptitle.get_text() == "runs"
+    single = plots.plot_history(_history())                       # one history, not a dict of them
+    assert [line.get_label() for line in single.axes[1].lines] == ["train", "val"]
+
+
+def test_plot_history_reads_the_keys_train_model_records():
+    from hwlib.transfer import HISTORY_KEYS
+
+    history = _history()
+    assert set(history) == set(HISTORY_KEYS)
+    plots.plot_history(history)
+    del history["val_acc"]
+    with pytest.raises(ValueError, match=r"history 'run' lacks \['val_acc'\]"):
+        plots.plot_history({"run": history})
+
+
+def test_show_predictions_unnormalises_and_colours_the_captions():
+    mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.5)
+    pixels = np.random.default_rng(1).uniform(0, 1, size=(3, 3, 4, 5)).astype(np.float32)   # (N, C, H, W) in [0, 1]
+    normalised = (pixels - np.reshape(mean, (1, 3, 1, 1))) / np.reshape(std, (1, 3, 1, 1))
+    fig = plots.show_predictions(normalised, [0, 1, 1], [0, 0, 1], ["ant", "bee"], mean=mean, std=std, columns=2,
+                                 title="val")
+    shown = [ax for ax in fig.axes if ax.images]
+    assert len(fig.axes) == 4 and len(shown) == 3                 # 2 x 2 grid, one left empty
+    np.testing.assert_allclose(shown[1].images[0].get_array(), pixels[1].transpose(1, 2, 0), atol=1e-6)
+    assert [ax.get_title() for ax in shown] == ["predicted: ant\ntrue: ant", "predicted: bee\ntrue: ant",
+                                                "predicted: bee\ntrue: bee"]
+    assert [ax.title.get_color() for ax in shown] == ["green", "red", "green"]
+    grey = plots.show_predictions(np.full((1, 1, 4, 4), 5.0), [0], [0], ["7"], mean=[0.1], std=[0.3])
+    np.testing.assert_allclose(grey.axes[0].images[0].get_array(), np.ones((4, 4)))   # clipped to [0, 1]
+    with pytest.raises(ValueError, match="mean and std need 1 or 3 entries"):
+        plots.show_predictions(normalised, [0, 1, 1], [0, 0, 1], ["ant", "bee"], mean=(0.5, 0.5))
+    with pytest.raises(ValueError, match=r"predicted and true need one entry per image \(3\); got 2 and 3"):
+        plots.show_predictions(normalised, [0, 1], [0, 0, 1], ["ant", "bee"])
+
+
 def test_plots_leave_rcparams_alone():
     before = dict(matplotlib.rcParams)
     plots.plot_training(FakeSolver())
     plots.show_filters(np.ones((2, 1, 3, 3)))
     plots.plot_sweep([1, 2], [0.1, 0.2], xlabel="x")
+    plots.plot_history(_history())
+    plots.show_predictions(np.zeros((1, 1, 3, 3)), [0], [0], ["zero"])
     assert dict(matplotlib.rcParams) == before

@@ -1,10 +1,11 @@
 """Q6: the convolution backward formulas, checked independently of hwlib's convolution layer.
 
-The formulas are written with ``scipy.signal`` (filtering = ``correlate2d(mode="valid")``, full
-convolution = ``convolve2d(mode="full")``) and compared with numerical gradients and with PyTorch's
-autograd; only then is ``hwlib.layers.conv_backward`` required to equal them. The definitions the
-proofs rely on are checked against their defining sums, and the Q6 notebook's graded cells against
-the nbgrader and rendering conventions.
+The formulas live once, in ``hwlib.conv_formulas`` (given code, term by term in NumPy, one 2-D
+slice at a time). Its three operations are checked against their defining sums and against
+``scipy.signal`` (filtering = ``correlate2d(mode="valid")``, convolution = ``convolve2d``); the
+formulas against numerical gradients and PyTorch's autograd; only then is
+``hwlib.layers.conv_backward`` required to equal them. The Q6 notebook's graded cells are checked
+against the nbgrader and rendering conventions.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pytest
 import torch
 from scipy import signal
 
+from hwlib.conv_formulas import conv_by_definition, dk_by_formula, dx_by_formula, filt, full, valid
 from hwlib.gradient_check import assert_close, eval_numerical_gradient
 from hwlib.layers import conv_backward, conv_forward
 
@@ -41,39 +43,6 @@ SHAPE_IDS = ["N{}C{}F{}-{}x{}-k{}x{}".format(*s) for s in SHAPES]
 NUMERICAL_STEP, NUMERICAL_THRESHOLD, NUMERICAL_FLOOR = 1e-3, 1e-7, 1e-3
 # Exact computations in float64 (autograd, hwlib) differ only by round-off, near 1e-15.
 EXACT_THRESHOLD, EXACT_FLOOR = 1e-8, 1e-6
-
-
-# --- the formulas, with scipy.signal, one 2-D slice at a time ---------------------------------------
-
-def filt(A, B):
-    """A *filt B (cross-correlation, no flip), shape (H - H' + 1, W - W' + 1)."""
-    return signal.correlate2d(A, B, mode="valid")
-
-
-def full(G, B):
-    """G *full B (zero-pad G by (H' - 1, W' - 1) on every side and convolve)."""
-    return signal.convolve2d(G, B, mode="full")
-
-
-def conv_by_definition(X, K):
-    """Y[n, f] = sum_c X[n, c] *filt K[f, c]."""
-    N, C = X.shape[:2]
-    F = K.shape[0]
-    return np.array([[sum(filt(X[n, c], K[f, c]) for c in range(C)) for f in range(F)] for n in range(N)])
-
-
-def dx_by_formula(dY, K):
-    """dX[n, c] = sum_f dY[n, f] *full K[f, c]."""
-    N = dY.shape[0]
-    F, C = K.shape[:2]
-    return np.array([[sum(full(dY[n, f], K[f, c]) for f in range(F)) for c in range(C)] for n in range(N)])
-
-
-def dk_by_formula(X, dY):
-    """dK[f, c] = sum_n X[n, c] *filt dY[n, f]."""
-    N, C = X.shape[:2]
-    F = dY.shape[1]
-    return np.array([[sum(filt(X[n, c], dY[n, f]) for n in range(N)) for c in range(C)] for f in range(F)])
 
 
 def draw(rng, shape):
@@ -122,14 +91,17 @@ def full_by_sum(G, B):
 
 
 @pytest.mark.parametrize("A_shape, B_shape", [((5, 7), (2, 3)), ((4, 6), (4, 1)), ((3, 2), (3, 2))])
-def test_scipy_implements_the_definitions(rng, A_shape, B_shape):
+def test_operations_match_their_definitions_and_scipy(rng, A_shape, B_shape):
     A, B = rng.standard_normal(A_shape), rng.standard_normal(B_shape)
     flip = np.rot90(B, 2)  # flip(B)[p, q] = B[H' - p + 1, W' - q + 1]
-    assert_close(filt(A, B), filt_by_sum(A, B), name="correlate2d valid vs filtering sum", threshold=EXACT_THRESHOLD)
-    assert_close(signal.convolve2d(A, B, mode="valid"), filt_by_sum(A, flip),
-                 name="convolve2d valid vs filtering with flip(B)", threshold=EXACT_THRESHOLD)
-    assert_close(full(A, B), full_by_sum(A, B), name="convolve2d full vs full sum", threshold=EXACT_THRESHOLD)
     padded = np.pad(A, ((B.shape[0] - 1,) * 2, (B.shape[1] - 1,) * 2))
+    for name, ours, by_sum, by_scipy in [
+        ("filt", filt(A, B), filt_by_sum(A, B), signal.correlate2d(A, B, mode="valid")),
+        ("valid", valid(A, B), filt_by_sum(A, flip), signal.convolve2d(A, B, mode="valid")),
+        ("full", full(A, B), full_by_sum(A, B), signal.convolve2d(A, B, mode="full")),
+    ]:
+        assert_close(ours, by_sum, name=f"{name} vs its defining sum", threshold=EXACT_THRESHOLD)
+        assert_close(ours, by_scipy, name=f"{name} vs scipy.signal", threshold=EXACT_THRESHOLD)
     assert_close(full(A, B), filt_by_sum(padded, flip),
                  name="full convolution vs padded filtering with flip(B)", threshold=EXACT_THRESHOLD)
 

@@ -7,11 +7,12 @@ import pytest
 import torch
 
 from hwlib import rnn_layers as R
-from hwlib.check import SPECS, check_layer, compare, make_inputs, numerical_gradients, run_layer, torch_reference
-from hwlib.checks_rnn import RNN_LAYERS
+from hwlib.check import TARGETS, check, compare, draw, numerical_gradients, reference, run
+from hwlib.check import rnn as rnn_targets
 from hwlib.gradient_check import assert_close, eval_numerical_gradient_array, rel_error
 
 SEEDS = (0, 1, 2, 3, 4)
+RNN_LAYERS = tuple(t.name for t in rnn_targets.TARGETS)
 
 
 def _random_shape(layer: str, rng: np.random.Generator) -> dict:
@@ -28,13 +29,14 @@ def _random_shape(layer: str, rng: np.random.Generator) -> dict:
 
 # --- the public checks ------------------------------------------------------------------------------
 
-def test_rnn_specs_are_registered():
-    assert set(RNN_LAYERS) <= set(SPECS), sorted(SPECS)
+def test_rnn_targets_are_in_the_table():
+    assert RNN_LAYERS == ("rnn_step", "rnn", "word_embedding", "temporal_fc", "temporal_softmax")
+    assert set(RNN_LAYERS) <= set(TARGETS), sorted(TARGETS)
 
 
 @pytest.mark.parametrize("layer", RNN_LAYERS)
 def test_public_check_passes(layer):
-    check_layer(layer, seed=0, verbose=False)
+    check(layer, seed=0, verbose=False)
 
 
 def _embedding_backward_without_sums(dout, cache):
@@ -58,7 +60,7 @@ def test_public_check_fails_on_a_wrong_gradient(layer, monkeypatch):
     name, broken = wrong
     monkeypatch.setattr(R, name, broken(getattr(R, name)))
     with pytest.raises(AssertionError):
-        check_layer(layer, seed=0, verbose=False)
+        check(layer, seed=0, verbose=False)
 
 
 # --- PyTorch on random shapes (float64, relative error < 1e-8) ---------------------------------------
@@ -67,16 +69,16 @@ def test_public_check_fails_on_a_wrong_gradient(layer, monkeypatch):
 @pytest.mark.parametrize("layer", RNN_LAYERS)
 def test_matches_pytorch_float64(layer, seed):
     rng = np.random.default_rng(1000 + seed)
-    inputs = make_inputs(layer, rng, np.float64, **_random_shape(layer, rng))
-    outputs = run_layer(layer, inputs)
-    compare(layer, outputs, torch_reference(layer, inputs), threshold=1e-8, expected_label="torch")
+    inputs = draw(layer, rng, np.float64, **_random_shape(layer, rng))
+    outputs = run(layer, inputs)
+    compare(layer, outputs, reference(layer, inputs), threshold=1e-8, expected_label="torch")
 
 
 @pytest.mark.parametrize("layer", RNN_LAYERS)
 def test_float32_stays_float32(layer):
     rng = np.random.default_rng(7)
-    inputs = make_inputs(layer, rng, np.float32)
-    for key, value in run_layer(layer, inputs).items():
+    inputs = draw(layer, rng, np.float32)
+    for key, value in run(layer, inputs).items():
         if key != "loss":
             assert np.asarray(value).dtype == np.float32, f"{layer} {key}: {np.asarray(value).dtype}"
 
@@ -87,8 +89,8 @@ def test_float32_stays_float32(layer):
 @pytest.mark.parametrize("layer", RNN_LAYERS)
 def test_matches_numerical_gradients(layer, seed):
     rng = np.random.default_rng(2000 + seed)
-    inputs = make_inputs(layer, rng, np.float64, **_random_shape(layer, rng))
-    outputs = run_layer(layer, inputs)
+    inputs = draw(layer, rng, np.float64, **_random_shape(layer, rng))
+    outputs = run(layer, inputs)
     numerical = numerical_gradients(layer, inputs, h=1e-5)
     for key, expected in numerical.items():
         # Centred differences carry ~1e-10 of round-off: entries far below the array's scale are
@@ -207,8 +209,8 @@ def test_model_scale_float32_matches_pytorch():
     O(1) sums that produced them, so their own relative error means nothing).
     """
     rng = np.random.default_rng(8)
-    inputs = make_inputs("rnn", rng, np.float32, T=16, N=25, D=64, H=128)
-    outputs, expected = run_layer("rnn", inputs), torch_reference("rnn", inputs)
+    inputs = draw("rnn", rng, np.float32, T=16, N=25, D=64, H=128)
+    outputs, expected = run("rnn", inputs), reference("rnn", inputs)
     for key, value in expected.items():
         scale = float(np.abs(value).max())
         assert outputs[key].dtype == np.float32
@@ -218,7 +220,7 @@ def test_model_scale_float32_matches_pytorch():
 def test_torch_reference_is_torch_rnn():
     """The reference really is torch.nn.RNN with weight_ih = Wx.T, weight_hh = Wh.T, bias_ih = b, bias_hh = 0."""
     rng = np.random.default_rng(9)
-    i = make_inputs("rnn", rng, np.float64, T=3, N=2, D=3, H=4)
+    i = draw("rnn", rng, np.float64, T=3, N=2, D=3, H=4)
     rnn = torch.nn.RNN(3, 4, nonlinearity="tanh", batch_first=False).double()
     with torch.no_grad():
         rnn.weight_ih_l0.copy_(torch.tensor(i["Wx"].T))
@@ -226,7 +228,7 @@ def test_torch_reference_is_torch_rnn():
         rnn.bias_ih_l0.copy_(torch.tensor(i["b"]))
         rnn.bias_hh_l0.zero_()
     out, _ = rnn(torch.tensor(i["x"]), torch.tensor(i["h0"])[None])
-    assert_close(torch_reference("rnn", i)["out"], out.detach().numpy(), threshold=1e-14)
+    assert_close(reference("rnn", i)["out"], out.detach().numpy(), threshold=1e-14)
 
 
 # --- bad input -----------------------------------------------------------------------------------------

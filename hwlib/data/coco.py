@@ -44,7 +44,7 @@ from .download import DataError, Dataset, fetch_zip_folder, register
 from .shapes_captions import load_shapes_captions
 
 __all__ = ["COCO_URL", "COCO_ZIP_SHA256", "COCO_FILES", "COCO_SOURCE", "COCO", "coco_folder", "verify_coco_folder",
-           "load_coco_data", "sample_coco_minibatch", "decode_captions"]
+           "load_coco_data", "sample_coco_minibatch"]
 
 COCO_URL = "http://cs231n.stanford.edu/coco_captioning.zip"
 # UNVERIFIED-TODO: the SHA-256 of coco_captioning.zip is not known here (it could not be downloaded
@@ -250,30 +250,6 @@ def sample_coco_minibatch(data, batch_size=100, split="train", rng=None):
     captions = data[f"{split}_captions"][pick]
     image_idxs = data[f"{split}_image_idxs"][pick]
     return captions, data[f"{split}_features"][image_idxs], data[f"{split}_urls"][image_idxs]
-
-
-def decode_captions(captions, idx_to_word):
-    """Word ids to strings (the seed's helper): <NULL> dropped, <START> kept, stops after <END>.
-
-    ``captions`` (N, T) gives a list of N strings; a single caption (T,) gives one string.
-    """
-    captions = np.asarray(captions)
-    single = captions.ndim == 1
-    if single:
-        captions = captions[None]
-    if captions.ndim != 2:
-        raise ValueError(f"decode_captions: captions must have shape (N, T) or (T,); got shape {captions.shape}")
-    decoded = []
-    for row in captions:
-        words = []
-        for i in row:
-            word = idx_to_word[int(i)]
-            if word != "<NULL>":
-                words.append(word)
-            if word == "<END>":
-                break
-        decoded.append(" ".join(words))
-    return decoded[0] if single else decoded
 
 
 # --- download ----------------------------------------------------------------------------------

@@ -1,7 +1,17 @@
 """Checksummed downloads into the data root, shared by every dataset module.
 
-Checksums are SHA-256 of the *decompressed payload* (for ``.gz`` files), so a mirror that
-re-compressed the files still passes while a corrupt or truncated file never does.
+The transfer is pooch's (the fetcher SciPy, scikit-image and MNE use): HTTP(S) with a timeout, a
+partial download never taking the final name, :data:`RETRIES` retries after a failed attempt, the
+SHA-256 of an archive checked when one is recorded, and zip archives unpacked (``pooch.Unzip``).
+What the kit adds:
+
+* checksums of the *decompressed payload* for ``.gz`` files (:func:`sha256_payload`), so a mirror
+  that re-compressed the files still passes while a corrupt or truncated file never does;
+* several mirrors per file, tried in order (:class:`Remote`);
+* an archive is unpacked into a temporary folder and takes its final name only once its tree passes
+  the dataset's check; one with a member that points outside its folder (``..``, an absolute path:
+  "zip slip") is refused outright, before anything is unpacked;
+* every failure is a :class:`DataError` that says what was expected and what to do.
 """
 
 from __future__ import annotations
@@ -10,18 +20,23 @@ import gzip
 import hashlib
 import shutil
 import tempfile
-import urllib.request
 import zipfile
 import zlib
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Callable
+from urllib.parse import urlsplit
+
+import pooch
 
 from ..paths import data_root
-from ..progress import progress
+from ..progress import quiet
 
-__all__ = ["DataError", "Remote", "Dataset", "DATASETS", "register", "fetch", "sha256_payload", "verify",
-           "require_checksum", "download", "safe_members", "fetch_zip_folder"]
+__all__ = ["DataError", "Remote", "Dataset", "DATASETS", "RETRIES", "register", "fetch", "sha256_payload",
+           "verify", "require_checksum", "download", "unpack_folder", "fetch_zip_folder"]
+
+RETRIES = 2          # attempts after a failed one (pooch waits 1 s, then 2 s, between them)
+TIMEOUT = 60.0       # seconds without an answer before an attempt fails
 
 
 class DataError(RuntimeError):
@@ -63,6 +78,8 @@ def register(dataset: Dataset) -> Dataset:
     return dataset
 
 
+# --- checksums of the payload ------------------------------------------------------------------
+
 def sha256_payload(path: Path) -> str:
     """SHA-256 of a file's payload: decompressed for ``.gz``, raw otherwise."""
     opener = gzip.open if path.suffix == ".gz" else open
@@ -93,36 +110,59 @@ def require_checksum(path: Path, actual: str, remote: Remote, dataset: str = "")
         )
 
 
-def download(url: str, dest: Path, timeout: float = 60.0) -> None:
-    """Download ``url`` to ``dest`` atomically (a partial download never takes the final name)."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=dest.parent, prefix=dest.name, suffix=".part", delete=False) as tmp:
-        tmp_path = Path(tmp.name)
-        try:
-            with urllib.request.urlopen(url, timeout=timeout) as response:
-                total = int(response.headers.get("Content-Length") or 0) or None
-                bar = progress(total=total, unit="B", unit_scale=True, desc=dest.name)
-                for chunk in iter(lambda: response.read(1 << 16), b""):
-                    tmp.write(chunk)
-                    bar.update(len(chunk))
-                bar.close()
-        except BaseException:
-            tmp.close()
-            tmp_path.unlink(missing_ok=True)
-            raise
-    shutil.move(str(tmp_path), dest)
+# --- transfer (pooch) --------------------------------------------------------------------------
+
+def download(url: str, dest: Path, sha256: str | None = None) -> Path:
+    """Download ``url`` to ``dest`` (replacing it) with pooch; return ``dest``.
+
+    Inputs:
+    - url: an ``http://`` or ``https://`` address.
+    - dest: the file to write; its folder is created. A partial download never takes this name.
+    - sha256: the SHA-256 (hex) of the file as served, checked by pooch before the file takes its
+      name; None for no check of the raw file (the caller checks the payload instead).
+
+    Raises :class:`DataError` when every attempt (1 + :data:`RETRIES`) fails: no connection, an HTTP
+    error, or bytes that do not match ``sha256``.
+    """
+    dest = Path(dest)
+    if urlsplit(url).scheme not in ("http", "https"):
+        raise DataError(f"cannot download {url}: only http:// and https:// addresses are supported")
+    dest.unlink(missing_ok=True)          # pooch keeps an existing file whose hash it cannot check
+    known_hash = None if sha256 is None else f"sha256:{sha256}"
+    fetcher = pooch.create(path=dest.parent, base_url="", registry={dest.name: known_hash}, urls={dest.name: url},
+                           retry_if_failed=RETRIES)
+    try:
+        fetcher.fetch(dest.name, downloader=pooch.HTTPDownloader(progressbar=not quiet(), timeout=TIMEOUT))
+    except OSError as exc:                # requests' errors are OSErrors: refused, unknown host, 404, timeout
+        raise DataError(f"could not download {url} ({exc})") from None
+    except ValueError as exc:             # with an http(s) URL, pooch raises ValueError only on a hash mismatch
+        raise DataError(f"{url} does not match its checksum (expected sha256 {sha256[:16]}...): the download "
+                        f"is corrupt, truncated or not the expected file; fetch again. [pooch: {exc}]") from None
+    return dest
 
 
-def safe_members(archive: zipfile.ZipFile, top: str) -> list[zipfile.ZipInfo]:
-    """The archive's members under ``top/``, refusing absolute paths and ``..`` (zip-slip)."""
-    members = []
-    for info in archive.infolist():
-        parts = Path(info.filename).parts
-        if info.filename.startswith("/") or ".." in parts:
-            raise DataError(f"refusing to unpack {info.filename!r}: it points outside the data root")
-        if parts and parts[0] == top:
-            members.append(info)
-    return members
+# --- archives ----------------------------------------------------------------------------------
+
+def unpack_folder(archive: Path, top: str, into: Path) -> Path:
+    """Unpack the members under ``top/`` of the zip ``archive`` into ``into``; return ``into / top``.
+
+    The member names are checked first: an absolute name or a ``..`` part (zip slip) refuses the whole
+    archive, and an archive without a ``top/`` folder is refused too. (``pooch.Unzip`` extracts with
+    ``zipfile``, which would itself rewrite such names to stay inside ``into``; the kit refuses them
+    instead, so a hostile or broken archive is never half accepted.)
+    """
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            names = zf.namelist()
+    except zipfile.BadZipFile as exc:
+        raise DataError(f"{archive.name} is not a valid zip ({exc}); fetch again") from None
+    for name in names:
+        if name.startswith("/") or ".." in PurePosixPath(name).parts:
+            raise DataError(f"refusing to unpack {archive.name}: its member {name!r} points outside the data root")
+    if not any(PurePosixPath(name).parts[:1] == (top,) for name in names):
+        raise DataError(f"{archive.name} holds no {top}/ folder; unzip it by hand into the data root")
+    pooch.Unzip(members=[top + "/"], extract_dir=str(into))(str(archive), "download", None)
+    return into / top
 
 
 def fetch_zip_folder(url: str, folder: Path, sha256: str | None, verify_folder: Callable[[Path], None],
@@ -145,42 +185,31 @@ def fetch_zip_folder(url: str, folder: Path, sha256: str | None, verify_folder: 
     created = not root.exists()
     root.mkdir(parents=True, exist_ok=True)
     try:
-        _download_and_unpack(url, folder, sha256, verify_folder)
+        with tempfile.TemporaryDirectory(dir=root, prefix=f".{folder.name}-") as tmp:
+            try:
+                archive = download(url, Path(tmp) / url.rsplit("/", 1)[-1], sha256)
+            except DataError as exc:
+                raise DataError(f"{exc}; or download it by hand and unzip it into {root}") from None
+            if sha256 is None:
+                print(f"note: {archive.name} cannot be checked against a checksum (none is recorded); its sha256 "
+                      f"is {pooch.file_hash(str(archive))}. The unpacked files are checked against their schema.")
+            unpacked = unpack_folder(archive, folder.name, Path(tmp))
+            verify_folder(unpacked)
+            shutil.move(str(unpacked), folder)
     except BaseException:
         if created:
             shutil.rmtree(root, ignore_errors=True)
         raise
 
 
-def _download_and_unpack(url: str, folder: Path, sha256: str | None, verify_folder: Callable[[Path], None]) -> None:
-    root = folder.parent
-    with tempfile.TemporaryDirectory(dir=root, prefix=f".{folder.name}-") as tmp:
-        archive_path = Path(tmp) / url.rsplit("/", 1)[-1]
-        try:
-            download(url, archive_path)
-        except OSError as exc:
-            raise DataError(f"could not download {url} ({exc}); download it by hand and unzip it into {root}") from None
-        actual = sha256_payload(archive_path)
-        if sha256 is None:
-            print(f"note: {archive_path.name} cannot be checked against a checksum (none is recorded); its sha256 "
-                  f"is {actual}. The unpacked files are checked against their schema.")
-        elif actual != sha256:
-            raise DataError(f"{url} does not match its checksum (sha256 {actual[:16]}..., expected {sha256[:16]}...); "
-                            "fetch again")
-        try:
-            with zipfile.ZipFile(archive_path) as archive:
-                members = safe_members(archive, folder.name)
-                if not members:
-                    raise DataError(f"{url} holds no {folder.name}/ folder; unzip it by hand into {root}")
-                archive.extractall(tmp, members=members)
-        except zipfile.BadZipFile as exc:
-            raise DataError(f"the download of {url} is not a valid zip ({exc}); fetch again") from None
-        verify_folder(Path(tmp) / folder.name)
-        shutil.move(str(Path(tmp) / folder.name), folder)
-
+# --- datasets ----------------------------------------------------------------------------------
 
 def fetch(name: str, root=None, force: bool = False) -> Path:
-    """Download (or verify) dataset ``name`` into the data root; return its folder."""
+    """Download (or verify) dataset ``name`` into the data root; return its folder.
+
+    Each file is taken from its first mirror that serves the expected payload; a file already there
+    is kept when it verifies (unless ``force``) and fetched again when it does not.
+    """
     if name not in DATASETS:
         raise DataError(f"unknown dataset {name!r}; known: {', '.join(sorted(DATASETS))}")
     dataset = DATASETS[name]
@@ -201,11 +230,10 @@ def fetch(name: str, root=None, force: bool = False) -> Path:
                 break
             except DataError as exc:
                 dest.unlink(missing_ok=True)
-                errors.append(f"{url}: {exc}")
-            except OSError as exc:  # URLError, timeouts, refused connections
-                errors.append(f"{url}: {exc}")
+                errors.append(str(exc))
         else:
-            raise DataError(f"could not download {remote.name} for {name}:\n  " + "\n  ".join(errors))
+            raise DataError(f"could not download {remote.name} for {name} (tried {len(remote.urls)} mirror(s)); "
+                            f"check the connection, or put the file into {folder} by hand:\n  " + "\n  ".join(errors))
     if dataset.after_fetch is not None:
         dataset.after_fetch(folder)
     return folder

@@ -33,7 +33,7 @@ from .download import DataError, Dataset, download, fetch_zip_folder, register, 
 
 __all__ = [
     "HYMENOPTERA_URL", "HYMENOPTERA_ZIP_SHA256", "HYMENOPTERA_FILE_COUNTS", "PLACEHOLDER_FILES",
-    "RESNET18_WEIGHTS_FILE", "RESNET18_WEIGHTS_URL", "hymenoptera_folder", "verify_tree",
+    "RESNET18_WEIGHTS_FILE", "WEIGHTS_BASE_URL", "RESNET18_WEIGHTS_URL", "hymenoptera_folder", "verify_tree",
     "load_hymenoptera", "weights_path", "verify_weights", "HYMENOPTERA", "RESNET18",
 ]
 
@@ -49,7 +49,8 @@ PLACEHOLDER_FILES = frozenset({"imageNotFound.gif"})
 # torchvision's file name for ResNet18_Weights.IMAGENET1K_V1; "f37072fd" is the published prefix of its
 # SHA-256 (torch.hub checks downloads against it). Looked up at call time, so tests can point it elsewhere.
 RESNET18_WEIGHTS_FILE = "resnet18-f37072fd.pth"
-RESNET18_WEIGHTS_URL = "https://download.pytorch.org/models/" + RESNET18_WEIGHTS_FILE
+WEIGHTS_BASE_URL = "https://download.pytorch.org/models/"     # where torchvision downloads its weights from
+RESNET18_WEIGHTS_URL = WEIGHTS_BASE_URL + RESNET18_WEIGHTS_FILE
 _HASH_IN_NAME = re.compile(r"-([a-f0-9]{6,})\.")   # torch.hub's HASH_REGEX, at least 6 hex digits
 
 _IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
@@ -172,6 +173,7 @@ def verify_weights(path: Path) -> None:
 
 
 def _fetch_resnet18(folder: Path) -> None:
+    """Download the weights (pooch) and verify them; a failure leaves neither the file nor a new folder."""
     dest = folder / RESNET18_WEIGHTS_FILE
     if dest.is_file():
         try:
@@ -179,18 +181,14 @@ def _fetch_resnet18(folder: Path) -> None:
             return
         except DataError:
             dest.unlink()            # a corrupt earlier download: fetch it again
-    url = "https://download.pytorch.org/models/" + RESNET18_WEIGHTS_FILE
     created = not folder.exists()
     try:
-        download(url, dest)
-    except OSError as exc:
-        if created:                  # leave no empty folder behind (the data root may be shared)
-            shutil.rmtree(folder, ignore_errors=True)
-        raise DataError(f"could not download {url} ({exc})") from None
-    try:
+        download(WEIGHTS_BASE_URL + RESNET18_WEIGHTS_FILE, dest)
         verify_weights(dest)
     except DataError:
         dest.unlink(missing_ok=True)
+        if created:                  # leave no empty folder behind (the data root may be shared)
+            shutil.rmtree(folder, ignore_errors=True)
         raise
 
 

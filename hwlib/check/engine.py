@@ -1,0 +1,195 @@
+"""The check engine: what a target is, how outputs are judged, and the public-check loop.
+
+A :class:`Target` is one thing a check exercises (a layer's forward and backward pass, a model's
+``__init__`` or ``loss``, a Q5 function). It knows four steps, kept apart so that the grader can run
+them in different processes (the student's code in a sandbox, the verdict outside it):
+
+* ``draw``: inputs, from a seed, a dtype and keyword arguments (shapes, constructor arguments);
+* ``run``: the outputs of whatever ``hwlib`` is importable (the student's, when graded);
+* ``reference``: the expected outputs, computed independently (PyTorch, or the kit's model);
+* ``judge``: outputs against expected -> a summary, or an ``AssertionError`` that says what is wrong.
+
+The functions here take a :class:`Target`; ``hwlib.check`` offers the same ones by name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from ..gradient_check import assert_close, eval_numerical_gradient, eval_numerical_gradient_array
+
+__all__ = ["Target", "THRESHOLDS", "NUMERICAL_FLOOR_SCALE", "compare", "describe", "draw", "run", "reference",
+           "judge", "numerical_gradients", "check", "check_model_gradients"]
+
+# (threshold, floor scale) by dtype: float64 matches PyTorch to round-off. Entries smaller than
+# floor scale * max|expected| are judged against that floor (their own digits are round-off).
+THRESHOLDS = {np.dtype(np.float64): (1e-8, 1e-6), np.dtype(np.float32): (1e-3, 1e-3)}
+# Numerical gradients (centred differences) carry ~1e-10 absolute noise: judge entries below
+# 1e-4 * max|expected| against that floor, so round-off never fails a correct layer.
+NUMERICAL_FLOOR_SCALE = 1e-4
+
+
+@dataclass(frozen=True)
+class Target:
+    """One row of the check table: how to draw inputs, run the student's code, and judge it."""
+
+    name: str                                  # "fc", "SoftmaxClassifier.loss", "freeze", ...
+    module: str                                # the student module it runs, e.g. "hwlib.layers"
+    draw: Callable[..., dict]                  # (rng, dtype, **kw) -> inputs (seeded: also seed=int)
+    run: Callable[[dict], dict]                # inputs -> outputs, of the importable hwlib
+    reference: Callable[[dict], dict]          # inputs -> expected outputs, computed independently
+    judge: Callable[..., object]               # (outputs, expected, inputs, label) -> summary
+    cases: tuple = ()                          # draw keywords of the public cases
+    grads: tuple = ()                          # outputs that are gradients w.r.t. the input of that name
+    forward: Callable[[dict], object] | None = None   # inputs -> the output ``grads`` differentiate
+    public: Callable[[int, bool], None] | None = None  # (seed, verbose): a public check of its own
+    seeded: bool = False                       # draw takes the integer seed (models, Q5 observers)
+
+    def __repr__(self) -> str:
+        return f"Target({self.name!r}, module={self.module!r})"
+
+
+# --- the four steps ----------------------------------------------------------------------------
+
+def draw(target: Target, seed=0, dtype=np.float64, **kw) -> dict:
+    """Inputs of ``target`` for ``seed`` (an int, or a Generator to go on drawing from) and ``dtype``.
+
+    Keyword arguments override the draw's defaults (shapes; a model's constructor arguments). A
+    seeded target (models, Q5) needs an int: it builds or seeds with it.
+    """
+    rng = np.random.default_rng(seed)
+    dtype = np.dtype(dtype) if dtype is not None else None
+    if target.seeded:
+        if not isinstance(seed, (int, np.integer)):
+            raise TypeError(f"{target.name}: its draw needs an integer seed; got {type(seed).__name__}")
+        return target.draw(rng, dtype, seed=int(seed), **kw)
+    return target.draw(rng, dtype, **kw)
+
+
+def run(target: Target, inputs: dict) -> dict:
+    """The outputs of the importable ``hwlib`` on ``inputs``: every call of the student's code goes
+    through here (the one place to verify, later, that inputs stay unchanged and dtypes are kept)."""
+    return target.run(inputs)
+
+
+def reference(target: Target, inputs: dict) -> dict:
+    return target.reference(inputs)
+
+
+def judge(target: Target, outputs: dict, expected: dict, inputs: dict, label: str = "reference"):
+    """A summary (worst relative error per output, or a sentence); ``AssertionError`` on a failure."""
+    return target.judge(outputs, expected, inputs, label)
+
+
+def compare(name: str, outputs: dict, expected: dict, threshold: float | None = None,
+            expected_label: str = "expected", floor_scale: float | None = None) -> dict:
+    """Assert every expected output matches; return the worst relative error per output.
+
+    ``threshold`` and ``floor_scale`` default to the expected array's dtype (:data:`THRESHOLDS`).
+    """
+    worst = {}
+    for key, value in expected.items():
+        if key not in outputs:
+            raise AssertionError(f"{name}: output {key} is missing")
+        exp = np.asarray(value)
+        default, scale = THRESHOLDS.get(exp.dtype, THRESHOLDS[np.dtype(np.float64)])
+        limit = threshold if threshold is not None else default
+        scale = floor_scale if floor_scale is not None else scale
+        floor = max(1e-8, scale * float(np.max(np.abs(exp)))) if exp.size else 1e-8
+        worst[key] = assert_close(outputs[key], exp, name=f"{name} {key}", threshold=limit, floor=floor,
+                                  expected_label=expected_label)
+    return worst
+
+
+def describe(inputs: dict) -> str:
+    """A case in one line: float dtypes, array shapes, other values (``dout``, ``seed`` and a model's
+    constructor arguments left out; a model without array inputs shows its constructor arguments)."""
+    arrays = [(k, v) for k, v in inputs.items() if isinstance(v, np.ndarray) and k != "dout"]
+    dtypes = sorted({str(v.dtype) for _, v in arrays if v.dtype.kind == "f"})
+    shapes = " ".join(f"{k}{tuple(v.shape)}" for k, v in arrays)
+    others = " ".join(f"{k}={v}" for k, v in inputs.items() if not isinstance(v, np.ndarray)
+                      and not k.startswith("_") and k not in ("seed", "init"))
+    text = " ".join(x for x in ("/".join(dtypes), shapes, others) if x)
+    if not text and isinstance(inputs.get("init"), dict):
+        init = dict(inputs["init"])
+        text = " ".join([str(init.pop("dtype", "")), *(f"{k}={v}" for k, v in init.items())]).strip()
+    return text
+
+
+# --- numerical gradients -----------------------------------------------------------------------
+
+def numerical_gradients(target: Target, inputs: dict, h: float = 1e-6) -> dict:
+    """Numerical gradients of ``sum(forward * dout)`` (or of the loss) w.r.t. each differentiable input."""
+    inputs = {k: (v.astype(np.float64) if isinstance(v, np.ndarray) and v.dtype.kind == "f" else v)
+              for k, v in inputs.items()}
+    grads = {}
+    for gname in target.grads:
+        wrt = gname[1:]  # "dx" -> "x"
+
+        def forward(_):
+            return target.forward(inputs)
+
+        if "dout" in inputs:
+            grads[gname] = eval_numerical_gradient_array(forward, inputs[wrt], inputs["dout"], h=h)
+        else:
+            grads[gname] = eval_numerical_gradient(forward, inputs[wrt], h=h)
+    return grads
+
+
+def check_model_gradients(model, *loss_args, threshold: float = 1e-6, floor_scale: float = 1e-3,
+                          h: float = 1e-5, verbose: bool = True) -> dict:
+    """Check ``model.loss(*loss_args)``'s gradient of every parameter against numerical gradients.
+
+    ``model`` has ``params`` (a dict of arrays) and ``loss(...) -> (loss, grads)`` with ``grads``
+    keyed like ``params``; use float64 parameters (centred differences need them). Entries below
+    ``floor_scale`` times a gradient's largest entry are judged against that floor: the differences
+    carry round-off of about 1e-10. Returns the worst relative error per parameter; raises
+    ``AssertionError`` naming the parameter, the first bad index and both values.
+    """
+    label = f"{type(model).__name__}.loss"
+    _, grads = model.loss(*loss_args)
+    worst = {}
+    for name in model.params:
+        numerical = eval_numerical_gradient(lambda _: model.loss(*loss_args)[0], model.params[name], h=h)
+        floor = floor_scale * max(float(np.abs(numerical).max()), 1e-8)
+        worst[name] = assert_close(grads.get(name), numerical, name=f"{label} grads[{name!r}]",
+                                   threshold=threshold, floor=floor, expected_label="numerical")
+    if verbose:
+        errors = ", ".join(f"{k} {v:.1e}" for k, v in worst.items())
+        print(f"  {label} gradient check (threshold {threshold:.0e}): {errors}")
+    return worst
+
+
+# --- the public check --------------------------------------------------------------------------
+
+def check(target: Target, seed: int = 0, verbose: bool = True) -> None:
+    """The public check of ``target``: its own (models, Q5), or the layers' loop.
+
+    The layers' loop: on every public case, in float64 and float32, the outputs against the
+    reference (PyTorch); then, on the first case in float64, the gradients against numerical ones.
+    All cases are drawn from one generator seeded with ``seed``.
+    """
+    if target.public is not None:
+        target.public(seed, verbose)
+        return
+    rng = np.random.default_rng(seed)
+    for case in target.cases:
+        for dtype in (np.float64, np.float32):
+            inputs = draw(target, rng, dtype, **case)
+            worst = judge(target, run(target, inputs), reference(target, inputs), inputs, label="torch")
+            if verbose:
+                errors = ", ".join(f"{k} {v:.1e}" for k, v in worst.items())
+                print(f"  {target.name} {describe(inputs)}: vs PyTorch {errors}")
+    if not target.grads:
+        return
+    inputs = draw(target, rng, np.float64, **target.cases[0])
+    outputs = run(target, inputs)
+    numerical = numerical_gradients(target, inputs)
+    worst = compare(target.name, {k: outputs[k] for k in numerical}, numerical, threshold=1e-6,
+                    expected_label="numerical", floor_scale=NUMERICAL_FLOOR_SCALE)
+    if verbose:
+        errors = ", ".join(f"{k} {v:.1e}" for k, v in worst.items())
+        print(f"  {target.name} gradient check (threshold 1e-06): {errors}")

@@ -1,0 +1,161 @@
+"""The file protocol between the grader's trusted side and its sandbox, defined once for both.
+
+The trusted side writes the job; the sandbox runs the student's code on it and writes outputs; the
+trusted side reads them back and judges. Everything in ``IO_DIR``::
+
+    job.json            {grade_id: {"oracle": [family, ...],
+                                    "cases": [{"id", "target", "inputs": {name: {"array": key} | {"json": value}}}]}}
+    inputs.npz          the input arrays, keyed "<grade_id>/<case id>/<name>"
+    <grade_id>.start    the sandbox began the group (its time budget runs from here)
+    <grade_id>.npz      the outputs, keyed "<case id>/<output>" (numbers only: read without pickles)
+    <grade_id>.errors.json  {case id or "*" (the whole group): {"type", "message", "where"}}
+    <grade_id>.done     written last: the group's outputs are complete
+
+Only the standard library and NumPy: the sandbox side imports this module before any student code.
+What the sandbox writes is untrusted: :func:`read_outputs` caps its size, refuses pickles and keeps
+only strings of bounded length from the errors.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["MAX_OUTPUT_BYTES", "write_job", "read_job", "flatten", "error_record", "write_outputs", "read_outputs",
+           "mark", "marked", "clear_marks", "marker_span"]
+
+MAX_OUTPUT_BYTES = 200 << 20      # outputs or errors of one group larger than this are refused
+JOB, INPUTS = "job.json", "inputs.npz"
+
+
+# --- the job: trusted side -> sandbox ----------------------------------------------------------------
+
+def write_job(io_dir, groups: dict) -> None:
+    """Write ``{grade_id: {"oracle": [...], "cases": [{"id", "target", "inputs"}]}}``: arrays of the
+    inputs go to ``inputs.npz``, other values (numbers, strings, lists, dicts) to ``job.json``."""
+    io_dir = Path(io_dir)
+    job, arrays = {}, {}
+    for gid, group in groups.items():
+        cases = []
+        for case in group["cases"]:
+            refs = {}
+            for name, value in case["inputs"].items():
+                if isinstance(value, np.ndarray):
+                    key = f"{gid}/{case['id']}/{name}"
+                    arrays[key] = value
+                    refs[name] = {"array": key}
+                else:
+                    refs[name] = {"json": value}
+            cases.append({"id": case["id"], "target": case["target"], "inputs": refs})
+        job[gid] = {"oracle": list(group.get("oracle", ())), "cases": cases}
+    (io_dir / JOB).write_text(json.dumps(job))
+    np.savez(io_dir / INPUTS, **arrays)
+
+
+def read_job(io_dir) -> dict:
+    """The job as :func:`write_job` was given it (arrays loaded, JSON values as JSON gives them)."""
+    io_dir = Path(io_dir)
+    job = json.loads((io_dir / JOB).read_text())
+    with np.load(io_dir / INPUTS, allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    for group in job.values():
+        for case in group["cases"]:
+            case["inputs"] = {name: arrays[ref["array"]].copy() if "array" in ref else ref["json"]
+                              for name, ref in case["inputs"].items()}
+    return job
+
+
+# --- the outputs: sandbox -> trusted side ------------------------------------------------------------
+
+def flatten(outputs: dict) -> dict:
+    """Outputs as flat arrays: dicts become ``key/sub``, tuples and lists of arrays ``key/0``, ``key/1``...
+
+    Raises ``TypeError`` for anything that is no array of numbers (an object array would need a pickle).
+    """
+    flat = {}
+    for key, value in outputs.items():
+        _flatten(str(key), value, flat)
+    return flat
+
+
+def _flatten(prefix: str, value, out: dict) -> None:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _flatten(f"{prefix}/{k}", v, out)
+    elif isinstance(value, (tuple, list)) and not all(isinstance(v, (int, float, complex, bool)) for v in value):
+        for k, v in enumerate(value):
+            _flatten(f"{prefix}/{k}", v, out)
+    else:
+        arr = np.asarray(value)
+        if arr.dtype == object:
+            raise TypeError(f"{prefix} is not an array of numbers (got {type(value).__name__})")
+        out[prefix] = arr
+
+
+def error_record(exc: BaseException) -> dict:
+    """What the feedback shows of an exception: its type, message, and the innermost line of the
+    student's ``hwlib`` it came from (the checks' own frames left out)."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = next((f"{os.path.basename(f.filename)}:{f.lineno} in {f.name}" for f in reversed(frames)
+                  if "/hwlib/" in f.filename.replace(os.sep, "/")
+                  and "/hwlib/check/" not in f.filename.replace(os.sep, "/")), "")
+    return {"type": type(exc).__name__, "message": str(exc)[:2000], "where": where}
+
+
+def write_outputs(io_dir, gid: str, outputs: dict, errors: dict) -> None:
+    """Save one group's ``{case id: flat outputs}`` and ``{case id or "*": error record}``."""
+    io_dir = Path(io_dir)
+    np.savez(io_dir / f"{gid}.npz", **{f"{cid}/{k}": v for cid, flat in outputs.items() for k, v in flat.items()})
+    (io_dir / f"{gid}.errors.json").write_text(json.dumps(errors))
+
+
+def read_outputs(io_dir, gid: str) -> tuple[dict, dict, str]:
+    """``({case id: {output: array}}, errors, problem)`` as the sandbox left them; ``problem`` is ""
+    unless the files are too large or unreadable (then the outputs and errors are empty)."""
+    io_dir = Path(io_dir)
+    npz, err = io_dir / f"{gid}.npz", io_dir / f"{gid}.errors.json"
+    try:
+        if npz.stat().st_size > MAX_OUTPUT_BYTES or err.stat().st_size > MAX_OUTPUT_BYTES:
+            return {}, {}, "outputs too large"
+        outputs: dict = {}
+        with np.load(npz, allow_pickle=False) as data:
+            for key in data.files:
+                cid, sep, name = key.partition("/")
+                if sep:
+                    outputs.setdefault(cid, {})[name] = data[key]
+        errors = json.loads(err.read_text())
+        if not isinstance(errors, dict):
+            raise ValueError("errors is not a mapping")
+        errors = {str(k): {"type": str(v.get("type", "Error"))[:200], "message": str(v.get("message", ""))[:2000],
+                           "where": str(v.get("where", ""))[:300]} for k, v in errors.items() if isinstance(v, dict)}
+        return outputs, errors, ""
+    except Exception as exc:  # untrusted files: whatever they hold becomes a problem, never a crash here
+        return {}, {}, f"could not read the outputs: {type(exc).__name__}: {exc}"
+
+
+# --- markers -----------------------------------------------------------------------------------------
+
+def mark(io_dir, gid: str, stage: str) -> None:
+    """Write the ``stage`` marker ("start" or "done") of group ``gid``."""
+    (Path(io_dir) / f"{gid}.{stage}").touch()
+
+
+def marked(io_dir, gid: str, stage: str) -> bool:
+    return (Path(io_dir) / f"{gid}.{stage}").exists()
+
+
+def clear_marks(io_dir, gid: str) -> None:
+    for stage in ("start", "done"):
+        (Path(io_dir) / f"{gid}.{stage}").unlink(missing_ok=True)
+
+
+def marker_span(io_dir, gid: str) -> float:
+    """Seconds between a group's start and done markers (as the sandbox wrote them)."""
+    try:
+        return max(0.0, (Path(io_dir) / f"{gid}.done").stat().st_mtime - (Path(io_dir) / f"{gid}.start").stat().st_mtime)
+    except OSError:
+        return 0.0

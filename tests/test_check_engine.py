@@ -1,0 +1,198 @@
+"""hwlib.check: the one check table and its engine, the file protocol, the oracle and the sandbox runner.
+
+Every target's public check passes on the reference and a broken implementation fails, naming the
+output; the table is explicit (no registration on import, no student module or PyTorch imported with
+it); the protocol round-trips and refuses what the trusted side must not read; the sandbox runner,
+run as the grader runs it (minus the sandbox), earns the reference every point of its groups.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from hwlib import check, layers
+from hwlib.check import engine, protocol
+
+REPO = check.__file__.rsplit("/hwlib/", 1)[0]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+# --- the table -----------------------------------------------------------------------------------
+
+def test_the_table_is_assembled_from_the_family_modules():
+    families = (check.layers, check.rnn, check.models, check.transfer)
+    assert list(check.TARGETS) == [t.name for f in families for t in f.TARGETS]
+    assert {"fc", "rnn", "SoftmaxClassifier.loss", "CaptioningRNN.sample", "train_model", "finetune",
+            "freeze"} <= set(check.TARGETS)
+    assert check.select(["ConvNet"]) == ["ConvNet.init", "ConvNet.loss"]
+    assert check.select([]) == list(check.TARGETS)
+    with pytest.raises(ValueError, match="unknown check 'nope'"):
+        check.select(["nope"])
+
+
+def test_importing_the_checks_imports_no_student_module_and_no_torch():
+    """The sandbox imports hwlib.check before it replaces layers (oracle): nothing may bind them early."""
+    code = ("import sys, hwlib.check, hwlib.check.protocol, hwlib.check.oracle; "
+            "bad = [m for m in ('hwlib.layers', 'hwlib.rnn_layers', 'hwlib.classifiers', 'hwlib.captioning', "
+            "'hwlib.transfer') if m in sys.modules]; "
+            "print(bad, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True).stdout
+    assert out.split("] ")[0] == "[" and out.strip().endswith("False"), out
+
+
+@pytest.mark.parametrize("name", list(check.TARGETS))
+def test_every_public_check_passes_on_the_reference(name, capsys):
+    check.check(name)
+    assert name.partition(".")[0] in capsys.readouterr().out
+
+
+def test_a_broken_layer_fails_naming_its_output(monkeypatch):
+    original = layers.fc_backward
+    monkeypatch.setattr(layers, "fc_backward", lambda dout, cache: (lambda g: (g[0], g[1], 2 * g[2]))(original(dout, cache)))
+    with pytest.raises(AssertionError, match="fc db: worst relative error"):
+        check.check("fc", verbose=False)
+
+
+def test_a_broken_model_fails_naming_its_parameter(monkeypatch):
+    from hwlib.classifiers import SoftmaxClassifier
+    original = SoftmaxClassifier.loss
+
+    def loss(self, X, y=None):
+        out = original(self, X, y)
+        if y is None:
+            return out
+        return out[0], {**out[1], "b1": 0 * out[1]["b1"]}
+
+    monkeypatch.setattr(SoftmaxClassifier, "loss", loss)
+    with pytest.raises(AssertionError, match=r"SoftmaxClassifier.loss grads\['b1'\]"):
+        check.check("SoftmaxClassifier.loss", verbose=False)
+
+
+def test_a_wrong_initialisation_fails():
+    inputs = check.draw("ConvNet.init", 3, "float32", weight_scale=1e-2)
+    outputs = check.run("ConvNet.init", inputs)
+    expected = check.reference("ConvNet.init", inputs)
+    assert check.judge("ConvNet.init", outputs, expected, inputs)
+    with pytest.raises(AssertionError, match="standard deviation"):
+        check.judge("ConvNet.init", {**outputs, "params/W2": outputs["params/W2"] * 2}, expected, inputs)
+    with pytest.raises(AssertionError, match=r"params\['b2'\] must start at 0"):
+        check.judge("ConvNet.init", {**outputs, "params/b2": outputs["params/b2"] + 1}, expected, inputs)
+    with pytest.raises(AssertionError, match="has dtype float64, expected float32"):
+        check.judge("ConvNet.init", {**outputs, "params/W1": outputs["params/W1"].astype(np.float64)}, expected, inputs)
+
+
+def test_model_draws_build_the_reference_model_once():
+    models = check.models
+    models._reference_model.cache_clear()
+    inputs = check.draw("CaptioningRNN.loss", 11, "float64", vocab_size=8, input_dim=4, wordvec_dim=3, hidden_dim=5,
+                        N=2, T=4)
+    check.reference("CaptioningRNN.loss", inputs)
+    assert models._reference_model.cache_info().misses == 1
+    assert inputs["init"]["word_to_idx"]["<END>"] == 2 and len(inputs["init"]["word_to_idx"]) == 8
+
+
+def test_the_command_line(monkeypatch, capsys):
+    from hwlib.check.__main__ import main
+    assert main(["fc", "relu"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "2/2 checks pass"
+
+    def missing(*args):
+        raise NotImplementedError
+    monkeypatch.setattr(layers, "relu_forward", missing)
+    assert main(["fc", "relu"]) == 1
+    out = capsys.readouterr().out
+    assert "relu: NOT IMPLEMENTED yet" in out and out.splitlines()[-1] == "1/2 checks pass; failing: relu"
+    assert main(["nope"]) == 2
+
+
+# --- the file protocol ---------------------------------------------------------------------------
+
+def test_protocol_round_trip(tmp_path):
+    inputs = check.draw("pool", 5, "float32")
+    protocol.write_job(tmp_path, {"g1": {"oracle": ["fc"], "cases": [{"id": "c1", "target": "pool", "inputs": inputs}]}})
+    job = protocol.read_job(tmp_path)
+    got = job["g1"]["cases"][0]
+    assert job["g1"]["oracle"] == ["fc"] and got["target"] == "pool" and got["inputs"]["pool_param"] == inputs["pool_param"]
+    assert all(np.array_equal(got["inputs"][k], inputs[k]) and got["inputs"][k].dtype == inputs[k].dtype
+               for k in ("x", "dout"))
+    outputs = {"c1": protocol.flatten({"out": np.ones(3), "grads": {"W": np.zeros(2)}, "pair": (np.ones(1), np.ones(2)),
+                                       "loss": 1.5, "ids": [1, 2]})}
+    assert sorted(outputs["c1"]) == ["grads/W", "ids", "loss", "out", "pair/0", "pair/1"]
+    errors = {"c2": protocol.error_record(ValueError("boom")), "c3": {"type": "X" * 500, "message": 7}}
+    protocol.write_outputs(tmp_path, "g1", outputs, errors)
+    back, errs, problem = protocol.read_outputs(tmp_path, "g1")
+    assert problem == "" and sorted(back["c1"]) == sorted(outputs["c1"]) and back["c1"]["loss"] == 1.5
+    assert errs["c2"]["type"] == "ValueError" and errs["c2"]["message"] == "boom"
+    assert len(errs["c3"]["type"]) == 200 and errs["c3"]["message"] == "7"
+
+
+def test_protocol_refuses_objects_pickles_oversize_and_garbage(tmp_path, monkeypatch):
+    with pytest.raises(TypeError, match="not an array of numbers"):
+        protocol.flatten({"out": [object(), object()]})
+    (tmp_path / "g.errors.json").write_text("{}")
+    np.savez(tmp_path / "g.npz", **{"c/out": np.array([{"a": 1}], dtype=object)})   # needs a pickle to read
+    assert protocol.read_outputs(tmp_path, "g")[2].startswith("could not read the outputs")
+    np.savez(tmp_path / "g.npz", **{"c/out": np.ones(10)})
+    monkeypatch.setattr(protocol, "MAX_OUTPUT_BYTES", 100)
+    assert protocol.read_outputs(tmp_path, "g") == ({}, {}, "outputs too large")
+    monkeypatch.undo()
+    (tmp_path / "g.npz").write_bytes(b"PK\x03\x04 not a zip")
+    assert protocol.read_outputs(tmp_path, "g")[2].startswith("could not read the outputs")
+    (tmp_path / "g.npz").unlink()
+    assert protocol.read_outputs(tmp_path, "g")[2].startswith("could not read the outputs")
+
+
+def test_protocol_markers(tmp_path):
+    assert not protocol.marked(tmp_path, "g", "start")
+    protocol.mark(tmp_path, "g", "start")
+    protocol.mark(tmp_path, "g", "done")
+    assert protocol.marked(tmp_path, "g", "done") and protocol.marker_span(tmp_path, "g") >= 0
+    protocol.clear_marks(tmp_path, "g")
+    assert not protocol.marked(tmp_path, "g", "start") and protocol.marker_span(tmp_path, "g") == 0.0
+
+
+# --- the oracle and the sandbox runner -----------------------------------------------------------
+
+def test_oracle_layers_are_the_references(rng):
+    from hwlib.check import oracle
+    inputs = check.draw("conv", 4, "float64")
+    out, cache = oracle.conv_forward(inputs["x"], inputs["w"])
+    dx, dw = oracle.conv_backward(inputs["dout"], cache)
+    engine.compare("conv", {"out": out, "dx": dx, "dw": dw}, check.reference("conv", inputs))
+    loss, dx = oracle.softmax_loss(*(check.draw("softmax", 2, "float64")[k] for k in ("x", "y")))
+    assert isinstance(loss, float) and dx.shape == (6, 5)
+
+
+def test_the_sandbox_runner_earns_the_reference_every_point(tmp_path):
+    """sandbox_runner.py as the grader starts it (isolated Python, the submission first on the path),
+    minus the sandbox: a layer group, and a model group whose oracle replaces fc and ReLU."""
+    from grading import hidden
+    from grading.sandbox import site_packages
+    groups = [g for gid, g in hidden.load().items() if gid in ("q1-relu-test", "q2-model")]
+    inputs_of = hidden.draw_inputs(groups)
+    protocol.write_job(tmp_path, hidden.job(groups, inputs_of))
+    env = {"PATH": os.environ.get("PATH", ""), "HW4_SITE_PACKAGES": os.pathsep.join(site_packages()),
+           "OMP_NUM_THREADS": "1", "HWLIB_QUIET": "1"}
+    subprocess.run([sys.executable, "-I", "-S", f"{REPO}/grading/sandbox_runner.py", str(tmp_path), REPO,
+                    *(g.grade_id for g in groups)], env=env, check=True, timeout=300)
+    for group in groups:
+        assert protocol.marked(tmp_path, group.grade_id, "done")
+        outputs, errors, problem = protocol.read_outputs(tmp_path, group.grade_id)
+        assert not problem and not errors, (problem, errors)
+        res = hidden.evaluate(group, inputs_of, outputs, errors)
+        assert res.points == group.points, [(c.id, c.message) for c in res.cases if not c.passed]
+    assert json.loads((tmp_path / "job.json").read_text())["q2-model"]["oracle"] == ["fc", "relu"]
