@@ -1,6 +1,6 @@
 """Hidden checks, trusted side: draw inputs, run the sandboxed runner, compare, award points.
 
-The cases are data (``grading/hidden_cases.toml``). For one submission :func:`run_checks` writes every
+The cases are data (the ``[hidden.<grade_id>]`` tables of ``course/questions/*.toml``). For one submission :func:`run_checks` writes every
 group's inputs to the sandbox folder, starts ``sandbox_runner.py`` in the sandbox and watches it
 group by group: a group that runs past its budget is killed and scores 0, a crash scores 0 for the
 group it happened in, and the runner restarts for the groups left. The outputs come back as arrays
@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import time
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,11 +25,12 @@ try:  # the recurrent layers' specs register themselves into hwlib.check.SPECS
 except ImportError:
     pass
 
+from course.registry import load as load_registry
+
 from .sandbox import Sandbox, site_packages
 
-__all__ = ["CASES_FILE", "Case", "Group", "CaseResult", "GroupResult", "load", "run_checks", "evaluate"]
+__all__ = ["Case", "Group", "CaseResult", "GroupResult", "load", "run_checks", "evaluate"]
 
-CASES_FILE = Path(__file__).with_name("hidden_cases.toml")
 MAX_OUTPUT_BYTES = 200 << 20
 STARTUP_S = 60.0          # time the runner may take to start (Python, NumPy) before its first group
 
@@ -83,15 +83,15 @@ class GroupResult:
     wall_s: float = 0.0
 
 
-def load(path: Path = CASES_FILE) -> dict[str, Group]:
-    data = tomllib.loads(Path(path).read_text())
+def load() -> dict[str, Group]:
+    """The hidden-check groups of every autograded cell, from the course registry, by grade_id."""
     groups = {}
-    for gid, g in data.get("groups", {}).items():
+    for gid, g in load_registry().hidden.items():
         cases = tuple(Case(c["id"], c["points"], c.get("dtype", "float64"), c.get("seed", 0), dict(c.get("shape", {})),
                            dict(c.get("init", {})), c.get("check", "run"), c.get("target", "")) for c in g["cases"])
         ids = [c.id for c in cases]
         if len(set(ids)) != len(ids):
-            raise ValueError(f"{path}: group {gid} repeats a case id")
+            raise ValueError(f"{g['question']}: hidden checks of {gid} repeat a case id")
         groups[gid] = Group(gid, g["target"], float(g.get("budget_s", 60)), cases, tuple(g.get("oracle", ())),
                             dict(g.get("options", {})))
     return groups
