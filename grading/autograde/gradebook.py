@@ -1,6 +1,6 @@
 """The gradebook side of a run: what a submission's grading produced, saved and recorded.
 
-* :class:`StudentResult` (with its :class:`NotebookRun`\ s): the hidden checks' group results, the
+* :class:`StudentResult` (with its notebook runs, :class:`NotebookRun`): the hidden checks' group results, the
   notebook runs and the problems of one submission; saved as ``<course>/results/<student>.json``;
 * :func:`record_scores`: the autograded cells' scores set in nbgrader's gradebook from the hidden checks;
 * :func:`gradebook`: nbgrader's gradebook of the course, opened with the course's configuration.
