@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 run: $(STAMP)
-	$(PY) -m grading.run
+	$(PY) -m course.run
 
 test: $(STAMP)
 	@# Two test workers, one BLAS/OpenMP thread each: oversubscribed BLAS threads spin and crawl.
@@ -29,8 +29,8 @@ bench: $(STAMP)
 
 # The executed notebooks (from make run) as one report: HTML always, PDF when LaTeX is installed.
 report: $(STAMP)
-	$(PY) -m grading.report
-	$(PY) -m grading.report --flavour report
+	$(PY) -m course.report
+	$(PY) -m course.report --flavour report
 
 clean:
 	rm -rf build

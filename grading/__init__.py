@@ -1,4 +1,7 @@
-"""Instructor tooling: notebook execution, the student release, autograding and the report."""
+"""Instructor tooling, one folder per stage of the workflow: ``release/`` (the student release),
+``nbgrader/`` (the nbgrader course), ``autograde/`` (grading submissions, feedback, export), and
+``samples.py`` (generated sample submissions for trying the pipeline). The course description and
+the course build (make run, make report) live in the ``course`` package."""
 
 import warnings as _warnings
 

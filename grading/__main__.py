@@ -14,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .course import COURSE
+from course.paths import COURSE
 
 
 def main(argv=None) -> int:
@@ -51,10 +51,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "release":
-        from .release import build_release
+        from .release.build import build_release
         print(f"release: {build_release()}")
     elif args.command == "autograde":
-        from .autograde import Settings, autograde
+        from .autograde.job import Settings, autograde
         params = {"profile": "quick"}
         for item in args.param:
             name, _, value = item.partition("=")
@@ -68,19 +68,19 @@ def main(argv=None) -> int:
                             reuse_checks=args.reuse_checks)
         autograde(args.source, settings)
     elif args.command == "feedback":
-        from .autograde import load_results
-        from .feedback import class_summary, export_csv, generate
+        from .autograde.feedback import class_summary, export_csv, generate
+        from .autograde.gradebook import load_results
         generate(args.course, sorted(load_results(args.course)))
         print(f"grades: {export_csv(args.course)}; summary: {class_summary(args.course)}")
     elif args.command == "export":
-        from .feedback import export_csv
+        from .autograde.feedback import export_csv
         print(f"grades: {export_csv(args.course)}")
     elif args.command == "samples":
         from .samples import write_samples
         for sample in write_samples(args.dest, as_zip=args.zip):
             print(f"{sample.student}: {sample.description}")
     elif args.command == "isolation":
-        from .sandbox import isolation
+        from .autograde.sandbox import isolation
         for key, value in isolation().items():
             print(f"{key}: {value}")
     return 0

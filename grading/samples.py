@@ -21,10 +21,11 @@ from pathlib import Path
 
 import nbformat
 
-from .course import ASSIGNMENT
-from .execute import REPO, source_notebooks
-from .release import RELEASE
-from .strip import BEGIN, END, solution_regions, student_modules
+from course.paths import RELEASE, REPO
+from course.registry import load as load_registry
+
+from .nbgrader.course_root import ASSIGNMENT
+from .release.strip import BEGIN, END, solution_regions, student_modules
 
 __all__ = ["Sample", "samples", "write_samples", "expected_points", "HOSTILE_TARGETS"]
 
@@ -82,7 +83,7 @@ def replace_region(source: str, function: str, body: str, index: int = 0) -> str
 def _answered_notebooks(files: dict) -> dict:
     """Release notebooks with the derivation cells answered from the source notebooks."""
     out = dict(files)
-    for source in source_notebooks():
+    for source in load_registry().notebook_paths:
         name = source.name
         if name not in files:
             continue
@@ -207,7 +208,8 @@ BUGS = {
     """}),
 }
 
-HOSTILE_TARGETS = ("grading/hidden_cases.toml", "grading/hidden.py", "hwlib/layers.py", "build/course/gradebook.db")
+HOSTILE_TARGETS = ("course/questions/q1_layers.toml", "grading/autograde/hidden.py", "hwlib/layers.py",
+                   "build/course/gradebook.db")
 
 
 def _hostile_prelude(repo: Path) -> str:
@@ -347,7 +349,7 @@ def _insert_after_imports(source: str, code: str) -> str:
 
 
 def _groups():
-    from .hidden import load
+    from .autograde.hidden import load
     return load()
 
 

@@ -30,7 +30,7 @@ adam          learning_rate [1e-3], beta1 [0.9], beta2 [0.999], epsilon [1e-8];
 An unknown key (a typo like ``learning_rat``) raises ``ValueError`` naming it, instead of being
 silently ignored while the default learning rate trains the model.
 
-Code between ``### BEGIN SOLUTION`` and ``### END SOLUTION`` is what students write.
+The update rules are given code (students use them through the Solver, as in the homework).
 """
 
 from __future__ import annotations
@@ -127,9 +127,7 @@ def sgd(w, dw, config=None):
     config: learning_rate. See the module docstring for the shared signature.
     """
     w, dw, config = _prepare("sgd", w, dw, config)
-    ### BEGIN SOLUTION
     next_w = w - config["learning_rate"] * dw
-    ### END SOLUTION
     return next_w, config
 
 
@@ -145,10 +143,8 @@ def sgd_momentum(w, dw, config=None):
     w, dw, config = _prepare("sgd_momentum", w, dw, config)
     _state("sgd_momentum", config, "velocity", w)
     v = config["velocity"]
-    ### BEGIN SOLUTION
     v = config["momentum"] * v - config["learning_rate"] * dw
     next_w = w + v
-    ### END SOLUTION
     config["velocity"] = v
     return next_w, config
 
@@ -164,10 +160,8 @@ def rmsprop(w, dw, config=None):
     w, dw, config = _prepare("rmsprop", w, dw, config)
     _state("rmsprop", config, "cache", w)
     cache = config["cache"]
-    ### BEGIN SOLUTION
     cache = config["decay_rate"] * cache + (1 - config["decay_rate"]) * dw**2
     next_w = w - config["learning_rate"] * dw / (np.sqrt(cache) + config["epsilon"])
-    ### END SOLUTION
     config["cache"] = cache
     return next_w, config
 
@@ -192,7 +186,6 @@ def adam(w, dw, config=None):
     t = config["t"]
     require(isinstance(t, (int, np.integer)) and t >= 0, "adam", f"config['t'] must be an integer >= 0; got {t!r}")
     m, v = config["m"], config["v"]
-    ### BEGIN SOLUTION
     t = t + 1
     beta1, beta2 = config["beta1"], config["beta2"]
     m = beta1 * m + (1 - beta1) * dw
@@ -200,7 +193,6 @@ def adam(w, dw, config=None):
     m_hat = m / (1 - beta1**t)
     v_hat = v / (1 - beta2**t)
     next_w = w - config["learning_rate"] * m_hat / (np.sqrt(v_hat) + config["epsilon"])
-    ### END SOLUTION
     config["t"], config["m"], config["v"] = int(t), m, v
     return next_w, config
 

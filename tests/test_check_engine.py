@@ -180,14 +180,14 @@ def test_oracle_layers_are_the_references(rng):
 def test_the_sandbox_runner_earns_the_reference_every_point(tmp_path):
     """sandbox_runner.py as the grader starts it (isolated Python, the submission first on the path),
     minus the sandbox: a layer group, and a model group whose oracle replaces fc and ReLU."""
-    from grading import hidden
-    from grading.sandbox import site_packages
+    from grading.autograde import hidden
+    from grading.autograde.sandbox import site_packages
     groups = [g for gid, g in hidden.load().items() if gid in ("q1-relu-test", "q2-model")]
     inputs_of = hidden.draw_inputs(groups)
     protocol.write_job(tmp_path, hidden.job(groups, inputs_of))
     env = {"PATH": os.environ.get("PATH", ""), "HW4_SITE_PACKAGES": os.pathsep.join(site_packages()),
            "OMP_NUM_THREADS": "1", "HWLIB_QUIET": "1"}
-    subprocess.run([sys.executable, "-I", "-S", f"{REPO}/grading/sandbox_runner.py", str(tmp_path), REPO,
+    subprocess.run([sys.executable, "-I", "-S", f"{REPO}/grading/autograde/sandbox_runner.py", str(tmp_path), REPO,
                     *(g.grade_id for g in groups)], env=env, check=True, timeout=300)
     for group in groups:
         assert protocol.marked(tmp_path, group.grade_id, "done")

@@ -14,15 +14,16 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from grading import hidden
-from grading.autograde import Settings, autograde, load_results
-from grading.course import ASSIGNMENT, clone
-from grading.execute import REPO
-from grading.feedback import export_csv, scores
-from grading.leaks import scan
-from grading.points import load as load_points
+from course.paths import REPO
+from course.registry import load as load_registry
+from grading.autograde import hidden
+from grading.autograde.feedback import export_csv, scores
+from grading.autograde.gradebook import load_results
+from grading.autograde.job import Settings, autograde
+from grading.autograde.sandbox import isolation
+from grading.nbgrader.course_root import ASSIGNMENT, clone
+from grading.release.leaks import scan
 from grading.samples import expected_points, samples, write_samples
-from grading.sandbox import isolation
 
 from .test_grading_release import shared_release
 
@@ -63,7 +64,7 @@ def graded(tmp_path_factory):
         folder.rmdir()
     # What the hostile sample aims at: the hidden checks (grading/) and the other submissions. (Not the
     # whole repository: other work may edit it while the tests run.)
-    watched = _snapshot(REPO / "grading", subs)
+    watched = _snapshot(REPO / "grading", REPO / "course", subs)
     settings = Settings(course=course, workers=2, execute=False, nbgrader_feedback=False, budget_scale=0.3)
     results = autograde(subs, settings, log=lambda *a: None)
     return {"course": course, "samples": {s.student: s for s in made}, "results": {r.student: r for r in results},
@@ -71,7 +72,7 @@ def graded(tmp_path_factory):
 
 
 def _auto_scores(course: Path) -> dict:
-    points = load_points()
+    points = load_registry()
     return {row["student"]: {gid: row["cells"][gid] for gid, c in points.cells.items() if c.graded == "auto"}
             for row in scores(course)}
 
@@ -89,7 +90,7 @@ def test_every_sample_scores_exactly_as_expected(graded):
 
 
 def test_each_bug_costs_its_own_question_only(graded):
-    points = load_points()
+    points = load_registry()
     rows = {r["student"]: r for r in scores(graded["course"])}
     full = {q: sum(c.points for c in points.cells_of(q) if c.graded == "auto") for q in points.questions}
     for name, sample in graded["samples"].items():
@@ -105,7 +106,7 @@ def test_each_bug_costs_its_own_question_only(graded):
 def test_the_perfect_submission_gets_full_marks(graded):
     from nbgrader.api import Gradebook
     course = graded["course"]
-    points = load_points()
+    points = load_registry()
     # A TA grades the derivations (formgrader's grade API writes these two fields).
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}", "eecs545") as gb:
         for cell in points.cells.values():
@@ -150,7 +151,7 @@ def test_hostile_submission_is_contained(graded, tmp_path):
     for place in (REPO, REPO / "build", REPO / "build" / "course", course, course.parent, Path("/tmp"),
                   graded["subs"]):
         assert not (place / MARKER).exists(), place
-    after = _snapshot(REPO / "grading", graded["subs"])
+    after = _snapshot(REPO / "grading", REPO / "course", graded["subs"])
     assert after == graded["watched"], "files outside the sandbox changed during grading"
 
 
@@ -235,4 +236,4 @@ def test_release_notebook_ran_and_feedback_holds_no_secret(executed):
     leaks = scan(feedback, kinds=NOT_SECRET_FROM_STUDENTS) + scan(feedback / "release")
     assert not leaks, [(leak.path, leak.secret.kind, leak.secret.text[:60]) for leak in leaks[:10]]
     saved = load_results(executed["course"])["crash"]
-    assert json.dumps(saved)  # results are plain data (for grading/feedback.py and instructors)
+    assert json.dumps(saved)  # results are plain data (for grading/autograde/feedback.py and instructors)

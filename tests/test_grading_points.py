@@ -1,12 +1,13 @@
-"""Point weights: grading/points.toml against the seed, the notebooks' nbgrader metadata and the hidden checks."""
+"""The question registry (course/questions/*.toml) against the seed's weights, the notebooks' nbgrader
+metadata, the solution regions of hwlib and the hidden checks."""
 
 from __future__ import annotations
 
 import pytest
 
-from grading import hidden
-from grading.execute import source_notebooks
-from grading.points import graded_cells, load
+from course.execute import source_notebooks
+from course.registry import graded_cells, load
+from grading.autograde import hidden
 
 POINTS = load()
 NOTEBOOKS = {nb.stem: nb for nb in source_notebooks()}
@@ -23,14 +24,14 @@ def test_question_weights_are_the_seeds():
 
 @pytest.mark.parametrize("stem", sorted(NOTEBOOKS))
 def test_notebook_metadata_matches_points_file(stem):
-    """Every graded cell of the notebook is in points.toml with the same points and kind, and back."""
+    """Every graded cell of the notebook is in the registry with the same points and kind, and back."""
     found = graded_cells(NOTEBOOKS[stem])
     listed = {gid: (c.points, c.graded) for gid, c in POINTS.cells.items() if c.notebook == stem}
-    problems = [f"{gid}: notebook says {found[gid]}, points.toml says {listed.get(gid, 'nothing')}"
+    problems = [f"{gid}: notebook says {found[gid]}, the registry says {listed.get(gid, 'nothing')}"
                 for gid in found if found[gid] != listed.get(gid)]
-    problems += [f"{gid}: in points.toml {listed[gid]} but not a graded cell of {stem}.ipynb"
+    problems += [f"{gid}: in the registry {listed[gid]} but not a graded cell of {stem}.ipynb"
                  for gid in listed if gid not in found]
-    assert not problems, f"{stem}.ipynb and grading/points.toml disagree:\n  " + "\n  ".join(problems)
+    assert not problems, f"{stem}.ipynb and course/questions/*.toml disagree:\n  " + "\n  ".join(problems)
 
 
 def test_points_file_names_existing_notebooks_only():
@@ -55,7 +56,7 @@ def test_question_cells_add_up(question):
 def test_every_autograded_cell_has_hidden_checks_worth_its_points():
     auto = {gid: c for gid, c in POINTS.cells.items() if c.graded == "auto" and c.notebook in NOTEBOOKS}
     missing = sorted(set(auto) - set(GROUPS))
-    assert not missing, f"autograded cells without hidden checks in grading/hidden_cases.toml: {missing}"
+    assert not missing, f"autograded cells without hidden checks in course/questions/*.toml: {missing}"
     for gid, group in GROUPS.items():
         assert gid in POINTS.cells and POINTS.cells[gid].graded == "auto", f"hidden group {gid} is no autograded cell"
         assert group.points == POINTS.cells[gid].points, \

@@ -14,12 +14,13 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from grading.course import ASSIGNMENT
-from grading.execute import REPO, source_notebooks
-from grading.leaks import scan, secrets
-from grading.release import build_release, student_environment
-from grading.sandbox import site_packages
-from grading.strip import BEGIN, END, solution_regions, student_modules
+from course.execute import source_notebooks
+from course.paths import REPO
+from grading.autograde.sandbox import site_packages
+from grading.nbgrader.course_root import ASSIGNMENT
+from grading.release.build import build_release, student_environment
+from grading.release.leaks import scan, secrets
+from grading.release.strip import BEGIN, END, solution_regions, student_modules
 
 
 def shared_release(tmp_path_factory) -> dict:
@@ -50,7 +51,7 @@ def test_layout(release):
             "hwlib/check/protocol.py"} <= set(names)
     for name in names:
         assert name.endswith((".ipynb", ".md", ".yml")) or name.startswith("hwlib/"), name
-        assert not name.startswith(("grading/", "tests/", "bench/")) and "__pycache__" not in name, name
+        assert not name.startswith(("grading/", "course/", "tests/", "bench/")) and "__pycache__" not in name, name
     with zipfile.ZipFile(release["release"] / f"{ASSIGNMENT}.zip") as zf:
         assert sorted(zf.namelist()) == [f"{ASSIGNMENT}/{n}" for n in names]
 

@@ -1,4 +1,4 @@
-"""`make run` (grading/run.py): the summary lines, skipping unchanged steps, failing loudly."""
+"""`make run` (course/run.py): the summary lines, skipping unchanged steps, failing loudly."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 import nbformat
 import pytest
 
-from grading import run
+from course import paths, run
 from hwlib.data import DATASETS
 
 
@@ -31,7 +31,7 @@ def test_summary_lines_are_the_printed_data_and_result_lines(tmp_path):
 
 @pytest.fixture
 def repo(tmp_path, monkeypatch):
-    monkeypatch.setattr(run, "REPO", tmp_path)
+    monkeypatch.setattr(paths, "BUILD", tmp_path / "build")
     return tmp_path
 
 

@@ -1,4 +1,4 @@
-"""grading/sandbox.py: what a sandboxed process can and cannot do (needs root on Linux: else skipped)."""
+"""grading/autograde/sandbox.py: what a sandboxed process can and cannot do (needs root on Linux: else skipped)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from grading.execute import REPO
-from grading.sandbox import Limits, Sandbox, isolation
+from course.paths import REPO
+from grading.autograde.sandbox import Limits, Sandbox, isolation
 
 pytestmark = pytest.mark.skipif(isolation()["level"] != "full",
                                 reason=f"full isolation not available here: {isolation()['reason']}")
@@ -42,7 +42,7 @@ def test_sees_only_its_folder_and_the_system(box):
     code = f"""
 import os
 print("uid", os.getuid(), "cwd", os.getcwd())
-for p in [{str(REPO / 'hwlib' / 'layers.py')!r}, {str(REPO / 'grading' / 'hidden_cases.toml')!r},
+for p in [{str(REPO / 'hwlib' / 'layers.py')!r}, {str(REPO / 'course' / 'questions' / 'q1_layers.toml')!r},
           {str(box.workdir.parent / 'other' / 'secret.txt')!r}, "/root/.bash_history"]:
     try:
         open(p).read(); print("READ", p)

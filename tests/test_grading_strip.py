@@ -1,4 +1,4 @@
-"""grading/strip.py: solution regions become stubs; everything else stays; bad markers fail loudly."""
+"""grading/release/strip.py: solution regions become stubs; everything else stays; bad markers fail loudly."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import textwrap
 
 import pytest
 
-from grading.execute import REPO
-from grading.strip import StripError, solution_regions, strip_source, student_modules
+from course.paths import REPO
+from grading.release.strip import StripError, solution_regions, strip_source, student_modules
 
 MODULE = textwrap.dedent('''\
     """Doc: code between ``### BEGIN SOLUTION`` and ``### END SOLUTION`` is yours."""

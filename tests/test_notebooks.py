@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from grading.execute import execute, source_notebooks
-from grading.run import summary_lines
+from course.execute import execute, source_notebooks
+from course.run import summary_lines
 
 from .conftest import shared_data_root
 

@@ -9,7 +9,7 @@ import subprocess
 import nbformat
 import pytest
 
-from grading import report
+from course import report
 
 
 def _executed_notebook(path, title, with_plot=False):
@@ -79,7 +79,7 @@ def test_pdf_report_renders_math_and_contents(executed, tmp_path):
 @pytest.mark.skipif(not report.latex_available(), reason="xelatex/pandoc not installed")
 def test_pdf_report_of_the_course_notebooks_compiles(tmp_path):
     """Every derivation of the real notebooks goes through LaTeX (the outputs are checked by `make run`)."""
-    from grading.execute import source_notebooks
+    from course.execute import source_notebooks
 
     folder = tmp_path / "notebooks"
     folder.mkdir()

@@ -1,6 +1,6 @@
 """``make report``: the executed notebooks rendered as one report, HTML always, PDF with LaTeX.
 
-Usage: ``python -m grading.report [--flavour solution|report] [--notebooks DIR] [--out DIR]``.
+Usage: ``python -m course.report [--flavour solution|report] [--notebooks DIR] [--out DIR]``.
 
 * Reads the executed notebooks (``build/notebooks/NN_*.ipynb``, made by ``make run``) and merges
   them into one notebook: a title page, a table of contents, then every question in order.
@@ -24,10 +24,7 @@ from pathlib import Path
 
 import nbformat
 
-from .execute import REPO
-
-NOTEBOOK_DIR = REPO / "build" / "notebooks"
-REPORT_DIR = REPO / "build" / "report"
+from .paths import EXECUTED as NOTEBOOK_DIR, REPORT as REPORT_DIR, REPO
 TITLE = "EECS 545 HW4: neural networks, CNNs, RNN captioning and transfer learning"
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -151,7 +148,7 @@ def _latex_errors(log: str, limit: int = 5) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m grading.report", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m course.report", description=__doc__.splitlines()[0])
     parser.add_argument("--flavour", choices=["solution", "report"], default="solution",
                         help="'report' hides code cells")
     parser.add_argument("--notebooks", type=Path, default=NOTEBOOK_DIR)

@@ -1,4 +1,4 @@
-"""nbgrader plug-ins of the HW4 course (referenced from grading/nbgrader_config.py)."""
+"""nbgrader plug-ins of the HW4 course (referenced from grading/nbgrader/nbgrader_config.py)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """``make run``: the main job -- the whole course built from the sources, then a summary.
 
-Usage: ``python -m grading.run [--profile full|quick] [--data-root DIR] [--force] [--only STEPS]``.
+Usage: ``python -m course.run [--profile full|quick] [--data-root DIR] [--force] [--only STEPS]``.
 
 Steps, in order (each one's work is skipped when its inputs did not change since it last succeeded):
 
@@ -29,9 +29,9 @@ import nbformat
 
 from hwlib.paths import data_root
 
-from .execute import REPO, execute, source_notebooks
-
-BUILD = REPO / "build" / "notebooks"
+from . import paths
+from .execute import execute, source_notebooks
+from .paths import REPO
 
 
 STEPS = ("notebooks", "report", "release", "autograde")
@@ -66,7 +66,7 @@ def inputs_digest(notebook: Path, parameters: dict) -> str:
 
 def run_step(name: str, commands: list[list[str]], digest: str, force: bool) -> str:
     """Run ``commands`` unless the inputs' ``digest`` matches the last success; return a status line."""
-    stamp = REPO / "build" / f".{name}.inputs"
+    stamp = paths.step_stamp(name)
     if not force and stamp.exists() and stamp.read_text() == digest:
         return "unchanged, skipped"
     start = time.perf_counter()
@@ -98,11 +98,12 @@ def summary_lines(executed: Path) -> list[str]:
 
 def run_notebooks(params: dict, force: bool) -> tuple[list, list]:
     """Execute every course notebook; return (rows for the summary, names of failed notebooks)."""
-    BUILD.mkdir(parents=True, exist_ok=True)
+    executed = paths.EXECUTED
+    executed.mkdir(parents=True, exist_ok=True)
     rows, failed = [], []
     for notebook in source_notebooks():
-        output = BUILD / notebook.name
-        stamp = BUILD / f".{notebook.stem}.inputs"
+        output = executed / notebook.name
+        stamp = executed / f".{notebook.stem}.inputs"
         digest = inputs_digest(notebook, params)
         if not force and output.exists() and stamp.exists() and stamp.read_text() == digest:
             rows.append((notebook.name, "unchanged, skipped", summary_lines(output)))
@@ -122,7 +123,7 @@ def run_notebooks(params: dict, force: bool) -> tuple[list, list]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m grading.run", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m course.run", description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="full", choices=["full", "quick"])
     parser.add_argument("--data-root", default=None, help="default: $HWLIB_DATA_ROOT or the kit's data/")
     parser.add_argument("--force", action="store_true", help="redo every step even if its inputs did not change")
@@ -139,27 +140,30 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     rows, failed, statuses = [], [], {}
     python = sys.executable
-    grading_sources = REPO / "grading"
+    # What the release and the grades are built from: the kit, its notebooks, the course description
+    # and the grading tools.
+    sources = [paths.HWLIB, paths.NOTEBOOKS, paths.COURSE_PACKAGE, paths.GRADING]
     try:
         if "notebooks" in steps:
             rows, failed = run_notebooks(params, args.force)
             if failed:
                 raise StepFailed(f"{len(failed)} notebook(s) failed: {', '.join(failed)}")
         if "report" in steps:
-            statuses["report"] = run_step("report", [[python, "-m", "grading.report"],
-                                                     [python, "-m", "grading.report", "--flavour", "report"]],
-                                          digest_of([BUILD, grading_sources / "report.py"]), args.force)
+            statuses["report"] = run_step("report", [[python, "-m", "course.report"],
+                                                     [python, "-m", "course.report", "--flavour", "report"]],
+                                          digest_of([paths.EXECUTED, paths.COURSE_PACKAGE / "report.py"]),
+                                          args.force)
         if "release" in steps:
             statuses["release"] = run_step("release", [[python, "-m", "grading", "release"]],
-                                           digest_of([REPO / "hwlib", REPO / "notebooks", grading_sources]), args.force)
+                                           digest_of(sources), args.force)
         if "autograde" in steps:  # sample submissions generated from the reference, then graded
             # Every sample is graded (hidden checks, scores, feedback); the notebooks run in the sandbox
             # for the "perfect" one only: they run the same code in every sample, and would take 20 minutes.
-            samples = REPO / "build" / "samples"
+            samples = paths.SAMPLES
             statuses["autograde"] = run_step(
                 "autograde", [[python, "-m", "grading", "samples", str(samples)],
                               [python, "-m", "grading", "autograde", str(samples), "--execute-only", "perfect"]],
-                digest_of([REPO / "hwlib", REPO / "notebooks", grading_sources]), args.force)
+                digest_of(sources), args.force)
     except StepFailed as exc:
         print(f"\nerror: {exc}", file=sys.stderr)
         _print_summary(rows, statuses, time.perf_counter() - start)
@@ -174,15 +178,14 @@ def _print_summary(rows, statuses, seconds) -> None:
         print(f"{name}: {status}")
         for line in lines:
             print(f"    {line}")
-    where = {"report": REPO / "build" / "report", "release": REPO / "build" / "release",
-             "autograde": REPO / "build" / "course"}
+    where = {"report": paths.REPORT, "release": paths.RELEASE, "autograde": paths.COURSE}
     for step, status in statuses.items():
         print(f"{step}: {status} -> {where[step].relative_to(REPO)}/")
-    grades = sorted((REPO / "build" / "course").glob("**/grades.csv"))
+    grades = sorted(paths.COURSE.glob("**/grades.csv"))
     if grades:
         print(f"grades: {grades[0].relative_to(REPO)}")
     if rows:
-        print(f"executed notebooks: {BUILD.relative_to(REPO)}/")
+        print(f"executed notebooks: {paths.EXECUTED.relative_to(REPO)}/")
 
 
 if __name__ == "__main__":

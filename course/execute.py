@@ -8,13 +8,12 @@ from pathlib import Path
 
 import papermill
 
-REPO = Path(__file__).resolve().parent.parent
-NOTEBOOKS = REPO / "notebooks"
+from .registry import load as load_registry
 
 
 def source_notebooks() -> list[Path]:
-    """The course notebooks in order (``notebooks/NN_*.ipynb``)."""
-    return sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    """The course notebooks in order, as the registry lists them (``notebooks/01_layers.ipynb`` ...)."""
+    return load_registry().notebook_paths
 
 
 def execute(notebook: Path, output: Path, parameters: dict | None = None, timeout: int = 3600,

@@ -2,10 +2,10 @@
 
 ``build/release/hw4/`` holds nbgrader's student notebooks (solutions and hidden tests removed, the
 header in front), the student ``hwlib`` (every solution region replaced by ``raise
-NotImplementedError``: grading/strip.py), the student README (grading/student_README.md) and
+NotImplementedError``: grading/release/strip.py), the student README (grading/release/student_README.md) and
 ``environment.yml`` (the kit's, without the line that installs the kit itself). Grading code, tests,
 benchmarks and hidden checks stay behind. Before it returns, the release is checked: no secret of
-grading/leaks.py anywhere in the folder or the zip, and every module of the student ``hwlib``
+grading/release/leaks.py anywhere in the folder or the zip, and every module of the student ``hwlib``
 imports.
 """
 
@@ -18,22 +18,44 @@ import sys
 import zipfile
 from pathlib import Path
 
-from .course import ASSIGNMENT, BUILD, COURSE, assemble, run_converter
-from .execute import REPO
+from course.paths import COURSE, RELEASE, REPO
+from course.registry import Registry, load as load_registry
+
+from ..autograde.sandbox import copy_regular_files, site_packages
+from ..nbgrader.course_root import ASSIGNMENT, assemble, run_converter
 from .leaks import scan
-from .sandbox import copy_regular_files, site_packages
 
-__all__ = ["RELEASE", "build_release", "student_environment", "check_imports"]
+__all__ = ["build_release", "student_readme", "student_environment", "check_imports"]
 
-RELEASE = BUILD / "release"
 STUDENT_README = Path(__file__).with_name("student_README.md")
+
+
+def student_readme(registry: Registry | None = None) -> str:
+    """The release's README: ``student_README.md`` with the table of questions from the registry
+    (each question's notebooks, points and the functions the student writes)."""
+    registry = registry or load_registry()
+    rows = ["| question | points | notebook | you write |", "|---|---|---|---|"]
+    for name, q in registry.questions.items():
+        notebooks = ", ".join(f"`{stem}.ipynb`" for stem in registry.notebooks_of(name))
+        points = f"{q.points:g}" + (" extra credit" if q.extra_credit else "")
+        by_module: dict[str, list[str]] = {}
+        for task in registry.tasks_of(name):
+            by_module.setdefault(task.module, []).extend(task.functions)
+        tasks = "; ".join(f"`{module}`: " + ", ".join(f"`{f}`" for f in functions)
+                          for module, functions in by_module.items())
+        rows.append(f"| {name} {q.title} | {points} | {notebooks} | {tasks or 'derivations (Markdown)'} |")
+    marker = "<!-- questions: the table below is generated from the course's question registry -->"
+    template = STUDENT_README.read_text()
+    if marker not in template:
+        raise RuntimeError(f"{STUDENT_README}: the marker line {marker!r} is missing")
+    return template.replace(marker, "\n".join(rows))
 
 
 def student_environment(path: Path = REPO / "environment.yml") -> str:
     """The kit's conda environment, minus the editable install of the kit (students have no pyproject)."""
     lines = [line for line in path.read_text().splitlines()
              if line.strip() not in ("- -e .", "- -e .[dev]")]
-    header = "# Generated from the kit's environment.yml by grading/release.py (the same pins).\n"
+    header = "# Generated from the kit's environment.yml by grading/release/build.py (the same pins).\n"
     return header + "\n".join(lines) + "\n"
 
 
@@ -62,7 +84,7 @@ def build_release(course: Path = COURSE, out: Path = RELEASE) -> Path:
         shutil.rmtree(out)
     dest = out / ASSIGNMENT
     copy_regular_files(course / "release" / ASSIGNMENT, dest)
-    shutil.copyfile(STUDENT_README, dest / "README.md")
+    (dest / "README.md").write_text(student_readme())
     (dest / "environment.yml").write_text(student_environment())
     check_imports(dest)
     for junk in dest.rglob("__pycache__"):

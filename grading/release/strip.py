@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = ["BEGIN", "END", "STUB", "Region", "StripError", "solution_regions", "strip_source", "strip_tree",
-           "student_modules"]
+           "student_modules", "region_functions"]
 
 BEGIN = "### BEGIN SOLUTION"
 END = "### END SOLUTION"
@@ -98,6 +98,31 @@ def _verify(source: str, stub_lines: list[int], name: str) -> None:
     if outside:
         raise StripError(f"{name}: solution region(s) outside a function body (stub at line(s) {outside}); "
                          "the student module would raise on import")
+
+
+def region_functions(source: str, name: str = "<source>") -> list[str]:
+    """For each solution region of ``source``, the qualified name of the function holding it
+    (``fc_forward``, ``SoftmaxClassifier.loss``); "" for a region outside any function."""
+    tree = ast.parse(source, name)
+    spans = []
+
+    def visit(node, prefix):
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                qualname = prefix + child.name
+                spans.append((child.lineno, child.end_lineno, qualname))
+                visit(child, qualname + ".")
+            elif isinstance(child, ast.ClassDef):
+                visit(child, prefix + child.name + ".")
+
+    visit(tree, "")
+    names = []
+    for region in solution_regions(source, name):
+        # The innermost function holding the BEGIN marker (its END marker, a comment, may come after
+        # the function's last statement).
+        holding = [s for s in spans if s[0] <= region.begin <= s[1]]
+        names.append(min(holding, key=lambda s: s[1] - s[0])[2] if holding else "")
+    return names
 
 
 def student_modules(package: Path) -> list[Path]:

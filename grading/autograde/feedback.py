@@ -19,9 +19,10 @@ import re
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from .autograde import load_results
-from .course import ASSIGNMENT, run_converter
-from .points import load as load_points
+from course.registry import load as load_registry
+
+from ..nbgrader.course_root import ASSIGNMENT, run_converter
+from .gradebook import gradebook, load_results
 
 __all__ = ["generate", "feedback_one", "student_report", "export_csv", "scores", "class_summary"]
 
@@ -45,11 +46,10 @@ def scores(course: Path) -> list[dict]:
     """One dict per student: points per question and per cell, pending manual cells, problems."""
     from nbgrader.api import MissingEntry
 
-    from .autograde import _gradebook
-    points = load_points()
+    points = load_registry()
     results = load_results(course)
     rows = []
-    with _gradebook(course) as gb:
+    with gradebook(course) as gb:
         students = sorted(set(results) | {s.id for s in gb.students})
         for student in students:
             res = results.get(student, {})
@@ -75,7 +75,7 @@ def scores(course: Path) -> list[dict]:
 
 def export_csv(course: Path, path: Path | None = None) -> Path:
     """Write ``grades.csv`` (per-question points, total, pending manual cells, problems)."""
-    points = load_points()
+    points = load_registry()
     path = Path(path or Path(course) / "grades.csv")
     questions = list(points.questions)
     with open(path, "w", newline="") as fh:
@@ -91,7 +91,7 @@ def export_csv(course: Path, path: Path | None = None) -> Path:
 
 def student_report(course: Path, student: str, row: dict | None = None, res: dict | None = None) -> str:
     """The HTML report of one student (``row``: their :func:`scores` row; ``res``: their saved results)."""
-    points = load_points()
+    points = load_registry()
     res = res if res is not None else load_results(course).get(student, {})
     row = row if row is not None else next((r for r in scores(course) if r["student"] == student), None)
     parts = []
@@ -175,7 +175,7 @@ def _pattern(message: str) -> str:
 
 
 def class_summary(course: Path) -> Path:
-    points = load_points()
+    points = load_registry()
     results = load_results(course)
     rows = scores(course)
     n = len(results)

@@ -5,7 +5,8 @@ Secrets, derived from the kit (nothing hand-maintained):
 * the distinctive lines of every solution region of ``hwlib/**/*.py`` (lines that appear nowhere in
   the given code, docstrings included) and of the solution cells of the source notebooks;
 * the lines of every ``### BEGIN HIDDEN TESTS`` region of the source notebooks;
-* the hidden checks: the lines of ``grading/hidden_cases.toml`` and ``grading/hidden.py``, and the
+* the hidden checks: the lines of the ``[hidden.*]`` tables of ``course/questions/*.toml`` and of
+  ``grading/autograde/hidden.py``, and the
   names of the grading modules that stay with the instructor;
 * the markers themselves, as whole lines (``### BEGIN SOLUTION`` ...).
 
@@ -24,14 +25,16 @@ from pathlib import Path
 
 import nbformat
 
-from .execute import REPO, source_notebooks
+from course.paths import COURSE_PACKAGE, GRADING, REPO
+from course.registry import load as load_registry
+
 from .strip import BEGIN, END, solution_regions, strip_source
 
 __all__ = ["Secret", "Leak", "secrets", "scan", "MARKERS", "PRIVATE_MODULES"]
 
 MARKERS = (BEGIN, END, "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS")
 # Instructor-only grading files: their names must not appear in a release either.
-PRIVATE_MODULES = ("hidden_cases.toml", "grading/hidden.py", "sandbox_runner", "sandbox_exec", "grading/points.toml")
+PRIVATE_MODULES = ("grading/autograde/hidden.py", "sandbox_runner", "sandbox_exec", "course/questions")
 MIN_LINE = 18           # shorter lines are too generic to call a leak
 
 
@@ -65,6 +68,17 @@ def _region_lines(source: str, begin: str, end: str) -> list[str]:
     return lines
 
 
+def _hidden_tables(toml: str) -> list[str]:
+    """The lines of a question file's ``[hidden.<grade_id>]`` tables (comments left out)."""
+    lines, inside = [], False
+    for line in toml.splitlines():
+        if line.startswith("["):
+            inside = line.startswith("[hidden.")
+        if inside and line.strip() and not line.lstrip().startswith("#"):
+            lines.append(line)
+    return lines
+
+
 def secrets(repo: Path = REPO) -> list[Secret]:
     found: list[Secret] = []
     given = set()
@@ -72,7 +86,8 @@ def secrets(repo: Path = REPO) -> list[Secret]:
     modules = sorted(p for p in (repo / "hwlib").rglob("*.py") if "__pycache__" not in p.parts)
     for path in modules:
         given.update(_norm(line) for line in strip_source(path.read_text(), str(path)).splitlines())
-    notebooks = [nbformat.read(p, as_version=4) for p in source_notebooks()]
+    notebook_paths = load_registry().notebook_paths
+    notebooks = [nbformat.read(p, as_version=4) for p in notebook_paths]
     for nb in notebooks:
         for cell in nb.cells:
             outside = cell.source
@@ -92,14 +107,15 @@ def secrets(repo: Path = REPO) -> list[Secret]:
     for path in modules:
         for region in solution_regions(path.read_text(), str(path)):
             add("solution", region.body, f"{path.relative_to(repo)}:{region.begin}")
-    for path, nb in zip(source_notebooks(), notebooks):
+    for path, nb in zip(notebook_paths, notebooks):
         for cell in nb.cells:
             add("notebook-solution", _region_lines(cell.source, BEGIN, END), path.name)
             add("hidden-test", _region_lines(cell.source, "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"), path.name)
-    grading = Path(__file__).resolve().parent
-    for name in ("hidden_cases.toml", "hidden.py"):
-        lines = [ln for ln in (grading / name).read_text().splitlines() if not ln.lstrip().startswith("#")]
-        add("hidden-check", lines, f"grading/{name}")
+    for path in sorted((COURSE_PACKAGE / "questions").glob("*.toml")):
+        add("hidden-check", _hidden_tables(path.read_text()), f"course/questions/{path.name}")
+    hidden = GRADING / "autograde" / "hidden.py"
+    add("hidden-check", [ln for ln in hidden.read_text().splitlines() if not ln.lstrip().startswith("#")],
+        "grading/autograde/hidden.py")
     found.extend(Secret("module", name, "grading/") for name in PRIVATE_MODULES)
     found.extend(Secret("marker", m, "solution/hidden-test markers") for m in MARKERS)
     unique = {(s.kind, s.text): s for s in found}

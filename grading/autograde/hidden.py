@@ -1,6 +1,6 @@
 """Hidden checks, trusted side: draw inputs, run the sandboxed runner, judge, award points.
 
-The cases are data (``grading/hidden_cases.toml``); what a case's target means (its draw, the
+The cases are data (the ``[hidden.<grade_id>]`` tables of ``course/questions/*.toml``); what a case's target means (its draw, the
 student's call, the reference and the verdict) is ``hwlib.check.TARGETS``, the table the public
 checks use. For one submission :func:`run_checks` writes every group's job through
 ``hwlib.check.protocol``, starts ``sandbox_runner.py`` in the sandbox and watches it group by group:
@@ -14,19 +14,18 @@ from __future__ import annotations
 
 import os
 import time
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from course.registry import load as load_registry
 from hwlib import check
 from hwlib.check import protocol
 
 from .sandbox import Sandbox, site_packages
 
-__all__ = ["CASES_FILE", "Case", "Group", "CaseResult", "GroupResult", "load", "draw_inputs", "job",
+__all__ = ["Case", "Group", "CaseResult", "GroupResult", "load", "draw_inputs", "job",
            "evaluate", "run_checks"]
 
-CASES_FILE = Path(__file__).with_name("hidden_cases.toml")
 STARTUP_S = 60.0          # time the runner may take to start (Python, NumPy) before its first group
 
 
@@ -88,19 +87,20 @@ def _tuples(value):
     return value
 
 
-def load(path: Path = CASES_FILE) -> dict[str, Group]:
-    """The groups of the cases file, by grade_id; every case's target must be in the check table."""
-    data = tomllib.loads(Path(path).read_text())
+def load() -> dict[str, Group]:
+    """The hidden-check groups of every autograded cell, from the course registry, by grade_id; every
+    case's target must be in the check table."""
     groups = {}
-    for gid, g in data.get("groups", {}).items():
+    for gid, g in load_registry().hidden.items():
+        where = f"{g['question']}: [hidden.{gid}]"
         cases = tuple(Case(c["id"], c["points"], c.get("target", g.get("target", "")), c.get("dtype", "float64"),
                            c.get("seed", 0), _tuples(dict(c.get("draw", {})))) for c in g["cases"])
         ids = [c.id for c in cases]
         if len(set(ids)) != len(ids):
-            raise ValueError(f"{path}: group {gid} repeats a case id")
+            raise ValueError(f"{where} repeats a case id")
         unknown = sorted({c.target for c in cases} - set(check.TARGETS))
         if unknown:
-            raise ValueError(f"{path}: group {gid} names unknown targets {unknown}")
+            raise ValueError(f"{where} names targets that hwlib.check.TARGETS lacks: {unknown}")
         groups[gid] = Group(gid, float(g.get("budget_s", 60)), cases, tuple(g.get("oracle", ())))
     return groups
 

@@ -1,6 +1,6 @@
 """nbgrader configuration of the HW4 course.
 
-Not read by nbgrader directly: ``grading/course.py`` assembles the course root (``build/course/``)
+Not read by nbgrader directly: ``grading/nbgrader/course_root.py`` assembles the course root (``build/course/``)
 and writes its ``nbgrader_config.py``, which loads this file and adds the generated settings (the
 absolute course paths and ``Autograde.exclude_overwriting``, the list of student modules).
 
@@ -18,7 +18,7 @@ from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
 from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, ClearHiddenTests, GetGrades,
                                     IgnorePattern, LimitOutput, SaveAutoGrades)
 
-from grading.nbgrader_hooks import RefuseUnsandboxedAutograde
+from grading.nbgrader.hooks import RefuseUnsandboxedAutograde
 
 c = get_config()  # noqa: F821 (provided by traitlets when it loads this file)
 
@@ -39,7 +39,7 @@ c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 c.OverwriteCells.add_missing_cells = True
 
 # Settings of nbgrader's own Execute, kept for reference: the sandboxed executor
-# (grading/sandbox_exec.py) applies the same ones.
+# (grading/autograde/sandbox_exec.py) applies the same ones.
 c.Execute.timeout = 60
 c.Execute.interrupt_on_timeout = True
 c.Execute.extra_arguments = ["--InteractiveShell.xmode=Minimal"]

@@ -1,0 +1,70 @@
+"""Composing the submission the sandbox sees, after nbgrader has sanitized its notebooks.
+
+:func:`sanitize` runs nbgrader's autograde *without execution* (trusted: restores edited locked
+cells, re-adds deleted test cells, records the submission); :func:`compose` then assembles, in a
+private folder, the student's files with the kit's given modules reset to the kit's version (the
+student modules are kept, as nbgrader does with ``Autograde.exclude_overwriting``) and the sanitized
+notebooks; :func:`tools_dir` holds the scripts the sandbox runs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from ..nbgrader.course_root import ASSIGNMENT, load_config, run_converter, student_modules
+from .sandbox import copy_regular_files
+
+__all__ = ["SANDBOX_SCRIPTS", "sanitize", "compose", "tools_dir"]
+
+SANDBOX_SCRIPTS = ("sandbox_runner.py", "sandbox_exec.py")
+HERE = Path(__file__).resolve().parent
+
+
+def sanitize(course: Path, student: str) -> list[str]:
+    """nbgrader autograde without execution (restore locked cells, re-add deleted ones, record the
+    submission); return problems. Workers run it concurrently: its gradebook transactions are short."""
+    res = run_converter("autograde", course, student=student, config=load_config(course))
+    if res["success"]:
+        return []
+    last = (res.get("error") or "").strip().splitlines()[-1:]
+    return ["nbgrader could not process the notebooks" + (f": {last[0][:300]}" if last else "")]
+
+
+def compose(course: Path, student: str, dest: Path) -> list[str]:
+    """The submission as graded: the student's files, the kit's given modules, the sanitized notebooks."""
+    submitted = course / "submitted" / student / ASSIGNMENT
+    source = course / "source" / ASSIGNMENT
+    autograded = course / "autograded" / student / ASSIGNMENT
+    dest.mkdir(parents=True, exist_ok=True)
+    problems = []
+    if submitted.is_dir():
+        copy_regular_files(submitted, dest)
+    shutil.rmtree(dest / ".invalid", ignore_errors=True)
+    keep = set(student_modules(course))
+    for path in (source / "hwlib").rglob("*"):
+        rel = path.relative_to(source).as_posix()
+        if path.is_file() and rel not in keep:
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, dest / rel)
+    for rel in sorted(keep):
+        if not (dest / rel).exists():
+            problems.append(f"{rel} is missing from the submission")
+    for nb in dest.glob("*.ipynb"):
+        nb.unlink()
+    if autograded.is_dir():
+        for nb in autograded.glob("*.ipynb"):
+            shutil.copyfile(nb, dest / nb.name)
+    return problems
+
+
+def tools_dir(run_dir: Path) -> Path:
+    tools = run_dir / "tools"
+    if not tools.exists():
+        tools.mkdir()
+        for name in SANDBOX_SCRIPTS:
+            shutil.copyfile(HERE / name, tools / name)
+        for p in [tools, *tools.iterdir()]:
+            os.chmod(p, 0o755 if p.is_dir() else 0o644)
+    return tools

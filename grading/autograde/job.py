@@ -1,0 +1,158 @@
+"""``python -m grading autograde DIR``: grade a folder of submissions, each in its own sandbox.
+
+For every submission (nbgrader's ``submitted/<student>/hw4/`` layout, or per-student zips):
+
+1. **intake** (trusted, main process): a safe copy into ``build/course/submitted/<student>/hw4/``
+   (grading/autograde/intake.py);
+2. **in a worker process per submission, in parallel** (default 2 workers):
+   a. nbgrader autograde *without execution* (trusted): restores edited locked cells, re-adds
+      deleted test cells, records the submission and its manually graded cells in the gradebook
+      (nbgrader's own Execute is switched off in grading/nbgrader/nbgrader_config.py);
+   b. the submission is composed in a private folder: the student's files, with the kit's given
+      modules reset to the kit's version (the student modules are kept, as nbgrader does with
+      ``Autograde.exclude_overwriting``);
+   c. the hidden checks (grading/autograde/hidden.py): inputs drawn here, the student's functions run in the
+      sandbox (grading/autograde/sandbox.py), outputs compared here;
+   d. the notebooks run in the sandbox too (grading/autograde/sandbox_exec.py: per-cell timeout, a budget per
+      notebook), for the TA and the feedback; their outputs are merged back into the autograded
+      notebooks as data;
+3. **scores** (trusted, main process): the points of every autograded test cell are set in the
+   gradebook from the hidden checks; the derivations wait for the TA (formgrader);
+4. **outputs**: nbgrader feedback plus ``grading_report.html`` per student (in the workers),
+   ``grades.csv`` and the class summary (``summary.html``), all under the course folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+
+from course.paths import COURSE
+from hwlib.progress import progress
+
+from ..nbgrader.course_root import ASSIGNMENT
+from . import feedback, hidden
+from .compose import compose, sanitize, tools_dir
+from .gradebook import StudentResult, group_result, record_scores, results_dir, save_result
+from .intake import collect
+from .notebooks import run_notebook
+from .sandbox import Limits, Sandbox, isolation
+
+__all__ = ["Settings", "autograde", "grade_submission"]
+
+
+@dataclass
+class Settings:
+    course: Path = COURSE
+    workers: int = 2
+    execute: bool = True                      # run the notebooks (in the sandbox) for the TA and the feedback
+    notebooks: tuple | None = None            # notebook stems to run (None: all)
+    execute_students: tuple | None = None     # students whose notebooks run (None: everyone's)
+    cell_timeout: float = 60.0                # seconds per notebook cell
+    notebook_budget: float = 900.0            # seconds per notebook
+    parameters: dict = field(default_factory=lambda: {"profile": "quick"})
+    data_root: Path | None = None             # mounted read-only at /data in the sandbox
+    keep_sandboxes: bool = False
+    limits: Limits = field(default_factory=Limits)
+    budget_scale: float = 1.0                 # multiplies the hidden checks' time budgets
+    reuse_checks: bool = False                # keep a student's saved hidden-check results (re-run notebooks only)
+    feedback: bool = True                     # grading_report.html per student
+    nbgrader_feedback: bool = True            # nbgrader's feedback HTML of the notebooks (slow: nbconvert)
+
+
+
+def grade_submission(student: str, slot: int, settings: Settings, run_dir: Path, problems: list) -> StudentResult:
+    start = time.perf_counter()
+    course = Path(settings.course)
+    problems = list(problems) + sanitize(course, student)
+    workdir = run_dir / student
+    problems += compose(course, student, workdir / "submission")
+    box = Sandbox(workdir, slot=slot, tools=tools_dir(run_dir), limits=settings.limits, data_root=settings.data_root)
+    try:
+        groups = list(hidden.load().values())
+        t = time.perf_counter()
+        saved_path = results_dir(course) / f"{student}.json"
+        saved = json.loads(saved_path.read_text()) if settings.reuse_checks and saved_path.exists() else None
+        if saved and set(saved["groups"]) == {g.grade_id for g in groups}:
+            results = {gid: group_result(g) for gid, g in saved["groups"].items()}
+        else:
+            results = hidden.run_checks(box, groups, budget_scale=settings.budget_scale)
+        checks_s = time.perf_counter() - t
+        runs = []
+        if settings.execute and (settings.execute_students is None or student in settings.execute_students):
+            for nb in sorted((course / "autograded" / student / ASSIGNMENT).glob("*.ipynb")):
+                if settings.notebooks is None or nb.stem in settings.notebooks:
+                    runs.append(run_notebook(box, nb, settings.parameters, settings.cell_timeout,
+                                                settings.notebook_budget))
+    finally:
+        box.close()
+        if not settings.keep_sandboxes:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return StudentResult(student, results, runs, problems, time.perf_counter() - start, checks_s, box.mode)
+
+
+
+# --- the whole run -----------------------------------------------------------------------------
+
+def autograde(source: Path, settings: Settings | None = None, log=print) -> list[StudentResult]:
+    settings = settings or Settings()
+    course = Path(settings.course).resolve()
+    settings.course = course
+    if not (course / "gradebook.db").exists() or not (course / "release" / ASSIGNMENT).is_dir():
+        raise SystemExit(f"no released assignment in {course}: run `make release` (python -m grading release) first")
+    level = isolation()
+    log(f"isolation: {level['level']}" + (f" ({level['reason']})" if level["reason"] else ""))
+    t0 = time.perf_counter()
+    intakes = collect(Path(source), course / "submitted", ASSIGNMENT)
+    if not intakes:
+        raise SystemExit(f"no submissions found in {source}")
+    problems = {i.student: list(i.problems) for i in intakes}
+    phases = {"intake": time.perf_counter() - t0}
+    t = time.perf_counter()
+    run_dir = Path(tempfile.mkdtemp(prefix="hw4-grading-"))
+    os.chmod(run_dir, 0o711)  # sandbox uids may traverse to their own (mode 700) folder, nothing more
+    results: list[StudentResult] = []
+    try:
+        with ProcessPoolExecutor(max_workers=max(1, settings.workers), mp_context=get_context("spawn")) as pool:
+            # Submissions whose notebooks run are the long jobs: start them first, so that the other
+            # workers grade the rest meanwhile instead of waiting on one long job at the end.
+            executes = settings.execute and settings.execute_students is not None
+            order = sorted(intakes, key=lambda i: executes and i.student not in settings.execute_students)
+            futures = {pool.submit(grade_submission, i.student, slot, settings, run_dir, problems[i.student]): i.student
+                       for slot, i in enumerate(order, start=1)}
+            bar = progress(total=len(futures), desc="autograde", unit="submission")
+            for fut in as_completed(futures):
+                results.append(fut.result())
+                bar.update(1)
+            bar.close()
+            results.sort(key=lambda r: r.student)
+            phases["nbgrader and sandboxed grading"] = time.perf_counter() - t
+            t = time.perf_counter()
+            for result in results:
+                missing = record_scores(course, result)
+                if missing:
+                    result.problems.append(f"not in the gradebook (notebook missing or unreadable): "
+                                           f"{', '.join(missing)}; their code points count in grades.csv")
+                save_result(course, result)
+            phases["gradebook"] = time.perf_counter() - t
+            t = time.perf_counter()
+            if settings.feedback:
+                feedback.generate(course, [r.student for r in results], pool=pool, nbgrader=settings.nbgrader_feedback)
+            phases["feedback"] = time.perf_counter() - t
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    t = time.perf_counter()
+    csv_path = feedback.export_csv(course)
+    summary = feedback.class_summary(course)
+    phases["csv and summary"] = time.perf_counter() - t
+    log("time per phase: " + ", ".join(f"{k} {v:.1f} s" for k, v in phases.items()))
+    log(f"graded {len(results)} submission(s) in {time.perf_counter() - t0:.1f} s "
+        f"({settings.workers} worker(s)); grades: {csv_path}; summary: {summary}")
+    return results
