@@ -33,7 +33,8 @@ def modules_of(root: Path, packages=PACKAGES) -> dict[str, Path]:
 
 
 def imports_of(name: str, path: Path, modules: dict) -> set[str]:
-    """The kit modules that module ``name`` imports (``from pkg import mod`` counts as ``pkg.mod``)."""
+    """The kit modules that module ``name`` imports (``from pkg import mod`` counts as ``pkg.mod``, not
+    as ``pkg``: every submodule's import runs its package's ``__init__``, which is no circle)."""
     package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
     out = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
@@ -42,7 +43,8 @@ def imports_of(name: str, path: Path, modules: dict) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             base = package[: len(package) - node.level + 1] if node.level else []
             stem = ".".join(base + ([node.module] if node.module else []))
-            targets = [stem] + [f"{stem}.{alias.name}" for alias in node.names]
+            # `from pkg import mod` imports the module pkg.mod; `from mod import name` the module mod.
+            targets = [f"{stem}.{alias.name}" if f"{stem}.{alias.name}" in modules else stem for alias in node.names]
         else:
             continue
         for target in targets:
