@@ -108,3 +108,15 @@ def test_checks_leave_the_global_random_state_alone():
     torch.manual_seed(123)
     check("freeze", verbose=False)
     torch.testing.assert_close(torch.rand(3), expected)
+
+
+def test_the_judge_keeps_its_rules_under_python_O():
+    """The trusted side judges with explicit checks, not ``assert`` statements (which ``python -O``
+    strips: every Q5 submission would then pass)."""
+    import subprocess
+    import sys
+
+    code = ("from hwlib.check.transfer import judge_observations\n"
+            "try:\n    judge_observations('freeze', {}, 3)\nexcept AssertionError as exc:\n    print('refused:', exc)\n")
+    out = subprocess.run([sys.executable, "-O", "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.startswith("refused: freeze must return the model it was given"), out

@@ -11,7 +11,7 @@ import h5py
 import numpy as np
 import pytest
 
-from hwlib.captioning import caption_words
+from hwlib.captioning_tools import caption_words
 from hwlib.data import DATASETS, DataError, fetch
 from hwlib.data import coco, shapes_captions as shapes
 from hwlib.data.coco import load_coco_data, sample_coco_minibatch, verify_coco_folder

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
-import re
 
 import numpy as np
 import pytest
@@ -174,15 +172,3 @@ def test_hyperparameter_out_of_range(config, pattern):
 def test_check_config_unknown_rule_lists_valid_ones():
     with pytest.raises(ValueError, match="valid update rules: sgd, sgd_momentum, rmsprop, adam"):
         optim.check_config("adagrad", {})
-
-
-@pytest.mark.parametrize("rule", RULES)
-def test_release_stub_parses(rule):
-    """With its solution region replaced by ``raise NotImplementedError`` the rule still compiles and raises."""
-    source = inspect.getsource(getattr(optim, rule))
-    stub, n = re.subn(r"( *)### BEGIN SOLUTION\n.*?### END SOLUTION\n", r"\1raise NotImplementedError\n", source, flags=re.S)
-    assert n == 1, f"{rule} should have exactly one solution region"
-    namespace = dict(vars(optim))
-    exec(compile(stub, f"<stub {rule}>", "exec"), namespace)
-    with pytest.raises(NotImplementedError):
-        namespace[rule](np.zeros(2), np.ones(2))

@@ -54,6 +54,13 @@ class Target:
 
 # --- the four steps ----------------------------------------------------------------------------
 
+def require(condition, message: str) -> None:
+    """Raise ``AssertionError(message)`` unless ``condition``: a verdict's rule, which (unlike an
+    ``assert`` statement) ``python -O`` cannot remove."""
+    if not condition:
+        raise AssertionError(message)
+
+
 def draw(target: Target, seed=0, dtype=np.float64, **kw) -> dict:
     """Inputs of ``target`` for ``seed`` (an int, or a Generator to go on drawing from) and ``dtype``.
 

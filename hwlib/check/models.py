@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import engine
-from .engine import Target, check_model_gradients, compare
+from .engine import Target, check_model_gradients, compare, require
 from ..gradient_check import assert_close
 
 __all__ = ["PARAM_SCALE", "DATA_KEYS", "judge_init", "TARGETS"]
@@ -218,7 +218,7 @@ def _softmax_loss(seed: int, verbose: bool) -> None:
     case = np.random.default_rng(545 + seed)
     X, y = case.standard_normal((6, 3, 5)), case.integers(0, 5, size=6)  # 3 x 5 = 15 features each
     shape = np.shape(m.loss(X))
-    assert shape == (6, 5), f"SoftmaxClassifier.loss: scores must have shape (6, 5); got {shape}"
+    require(shape == (6, 5), f"SoftmaxClassifier.loss: scores must have shape (6, 5); got {shape}")
     assert_close(m.loss(X, y)[0], np.log(5), name="SoftmaxClassifier.loss with tiny weights vs log(C)", threshold=1e-4)
     for name in ("W1", "b1", "W2", "b2"):  # random values, biases included, away from the ReLU kink
         m.params[name] = PARAM_SCALE * case.standard_normal(m.params[name].shape)
@@ -230,8 +230,8 @@ def _convnet_loss(seed: int, verbose: bool) -> None:
     cls = _model_class(CONVNET)
     scores = cls(rng=np.random.default_rng(seed)).loss(np.zeros((2, 1, 28, 28), dtype=np.float32))
     shape, dtype = np.shape(scores), np.asarray(scores).dtype
-    assert shape == (2, 10) and dtype == np.float32, (
-        f"ConvNet.loss: the seed's network must give float32 scores of shape (2, 10); got {dtype} {shape}")
+    require(shape == (2, 10) and dtype == np.float32,
+            f"ConvNet.loss: the seed's network must give float32 scores of shape (2, 10); got {dtype} {shape}")
     m = cls(input_dim=(2, 8, 8), num_filters=3, filter_size=3, hidden_dim=5, num_classes=4, dtype=np.float64,
             rng=np.random.default_rng(seed))
     case = np.random.default_rng(7 + seed)

@@ -24,7 +24,7 @@ import functools
 import numpy as np
 
 from . import engine
-from .engine import Target
+from .engine import Target, require
 
 __all__ = ["HEAD", "LR", "GAMMA", "judge_observations", "TARGETS"]
 
@@ -39,68 +39,70 @@ def _names(obs: dict, key: str) -> list[str]:
 
 
 def _judge_head(func: str, obs: dict, num_classes: int) -> str:
-    assert obs.get("returned_is_model") is True, (
-        f"{func} must return the model it was given (changed in place); got {obs.get('returned_type', '?')}")
-    assert obs.get("head_is_linear") is True, f"{func}: model.fc must be an nn.Linear; got {obs.get('head_type', '?')}"
-    assert obs.get("head_is_new") is True, f"{func}: model.fc must be a NEW nn.Linear (the ImageNet head has 1000 outputs)"
+    require(obs.get("returned_is_model") is True,
+            f"{func} must return the model it was given (changed in place); got {obs.get('returned_type', '?')}")
+    require(obs.get("head_is_linear") is True,
+            f"{func}: model.fc must be an nn.Linear; got {obs.get('head_type', '?')}")
+    require(obs.get("head_is_new") is True,
+            f"{func}: model.fc must be a NEW nn.Linear (the ImageNet head has 1000 outputs)")
     shape = [int(v) for v in obs.get("head_shape", [-1, -1])]
-    assert shape == [512, num_classes], (
-        f"{func}: the new head must be Linear(512, {num_classes}) (num_ftrs = the old head's in_features); "
-        f"got Linear({shape[0]}, {shape[1]})")
+    require(shape == [512, num_classes],
+            f"{func}: the new head must be Linear(512, {num_classes}) (num_ftrs = the old head's in_features); "
+            f"got Linear({shape[0]}, {shape[1]})")
     trainable, changed = _names(obs, "trainable"), _names(obs, "changed")
     total = int(obs.get("num_parameters", 0))
-    assert all(name in trainable for name in HEAD), f"{func}: the new head's parameters must be trainable"
+    require(all(name in trainable for name in HEAD), f"{func}: the new head's parameters must be trainable")
     out = [int(v) for v in obs.get("output_shape", [])]
-    assert out == [2, num_classes], f"{func}: the model's output has shape {tuple(out)}, expected (2, {num_classes})"
+    require(out == [2, num_classes], f"{func}: the model's output has shape {tuple(out)}, expected (2, {num_classes})")
     if func == "freeze":
         extra = [name for name in trainable if name not in HEAD]
-        assert not extra, (f"freeze: only the head may be trainable; trainable parameters: {extra[:5]}"
-                           f"{' ...' if len(extra) > 5 else ''} ({len(trainable)} in all)")
+        require(not extra, f"freeze: only the head may be trainable; trainable parameters: {extra[:5]}"
+                             f"{' ...' if len(extra) > 5 else ''} ({len(trainable)} in all)")
         moved = [name for name in changed if name not in HEAD]
-        assert not moved, f"freeze: training changed backbone parameters {moved[:3]} ({len(moved)} in all)"
-        assert all(name in changed for name in HEAD), "freeze: training must change the head's weights"
+        require(not moved, f"freeze: training changed backbone parameters {moved[:3]} ({len(moved)} in all)")
+        require(all(name in changed for name in HEAD), "freeze: training must change the head's weights")
         return f"backbone of {total - 2} parameter tensors frozen and unchanged; new head Linear(512, {num_classes}) trains"
     frozen = total - len(trainable)
-    assert not frozen, f"finetune: every parameter must be trainable; {frozen} of {total} are frozen"
+    require(not frozen, f"finetune: every parameter must be trainable; {frozen} of {total} are frozen")
     unchanged = total - len(changed)
-    assert not unchanged, f"finetune: training must change every parameter; {unchanged} of {total} did not change"
+    require(not unchanged, f"finetune: training must change every parameter; {unchanged} of {total} did not change")
     return f"new head Linear(512, {num_classes}); all {total} parameter tensors train"
 
 
 def _judge_train_model(obs: dict) -> str:
     epochs = int(obs["num_epochs"])
     warning = str(obs.get("scheduler_warning", ""))
-    assert not warning, ("PyTorch warns that scheduler.step() ran before optimizer.step(): step the scheduler once "
-                         f"per epoch, after the train phase's optimizer steps ({warning[:200]})")
-    assert obs.get("history_is_dict") is True, "train_model must attach model.history, a dict of per-epoch lists"
+    require(not warning, "PyTorch warns that scheduler.step() ran before optimizer.step(): step the scheduler once "
+                           f"per epoch, after the train phase's optimizer steps ({warning[:200]})")
+    require(obs.get("history_is_dict") is True, "train_model must attach model.history, a dict of per-epoch lists")
     from ..transfer import HISTORY_KEYS
 
     history = {key: [float(v) for v in obs.get(f"history/{key}", [])] for key in HISTORY_KEYS}
     for key, values in history.items():
-        assert len(values) == epochs, f"model.history[{key!r}] must have one entry per epoch ({epochs}); got {values}"
+        require(len(values) == epochs, f"model.history[{key!r}] must have one entry per epoch ({epochs}); got {values}")
     batches = epochs * int(obs["batches_per_epoch"])
     steps = int(obs["optimizer_steps"])
-    assert steps == batches, (f"optimizer.step() ran {steps} times; expected one per training batch ({batches}): "
-                              "the val phase must not train")
+    require(steps == batches, f"optimizer.step() ran {steps} times; expected one per training batch ({batches}): "
+                                "the val phase must not train")
     lr, want = float(obs["final_lr"]), LR * GAMMA ** epochs
-    assert abs(lr - want) < 1e-12, (f"after {epochs} epochs StepLR(step_size=1, gamma={GAMMA}) must have stepped "
-                                    f"{epochs} times (lr {want:g}); lr is {lr:g}")
+    require(abs(lr - want) < 1e-12, f"after {epochs} epochs StepLR(step_size=1, gamma={GAMMA}) must have stepped "
+                                      f"{epochs} times (lr {want:g}); lr is {lr:g}")
     losses, accs = history["train_loss"], history["val_acc"]
-    assert losses[-1] < 0.5 * losses[0], f"the training loss must fall on an easy problem; got {losses}"
-    assert max(accs) >= 0.9, f"validation accuracy must reach 0.9 on an easy problem; got {accs}"
+    require(losses[-1] < 0.5 * losses[0], f"the training loss must fall on an easy problem; got {losses}")
+    require(max(accs) >= 0.9, f"validation accuracy must reach 0.9 on an easy problem; got {accs}")
     best = accs.index(max(accs))
     acc, loss = float(obs["returned_val_acc"]), float(obs["returned_val_loss"])
-    assert abs(acc - accs[best]) < 1e-6 and abs(loss - history["val_loss"][best]) < 1e-4, (
-        f"the returned model must be the one of the best validation epoch, with the history's numbers: it "
-        f"has val acc {acc:.4f}, loss {loss:.4f}; the history's best epoch ({best + 1}) says acc "
-        f"{accs[best]:.4f}, loss {history['val_loss'][best]:.4f} (keep a copy.deepcopy of the "
-        "best state dict; an epoch's loss is the mean loss per sample)")
+    require(abs(acc - accs[best]) < 1e-6 and abs(loss - history["val_loss"][best]) < 1e-4,
+            f"the returned model must be the one of the best validation epoch, with the history's numbers: it "
+            f"has val acc {acc:.4f}, loss {loss:.4f}; the history's best epoch ({best + 1}) says acc "
+            f"{accs[best]:.4f}, loss {history['val_loss'][best]:.4f} (keep a copy.deepcopy of the "
+            "best state dict; an epoch's loss is the mean loss per sample)")
     sab_accs = [float(v) for v in obs.get("sabotage/val_acc", [])]
     kept = [bool(v) for v in obs.get("sabotage/returned_is_snapshot", [])]
     kept_epochs = [e for e, (k, a) in enumerate(zip(kept, sab_accs)) if k and a == max(sab_accs)]
-    assert len(sab_accs) == epochs and len(kept) == epochs and kept_epochs, (
-        f"train_model must return the weights of the best validation epoch (val acc {sab_accs}); the returned "
-        "weights match none of the best epochs (copy the state dict with copy.deepcopy)")
+    require(len(sab_accs) == epochs and len(kept) == epochs and kept_epochs,
+            f"train_model must return the weights of the best validation epoch (val acc {sab_accs}); the returned "
+            "weights match none of the best epochs (copy the state dict with copy.deepcopy)")
     return (f"train loss {losses[0]:.3f} -> {losses[-1]:.3f}, best val acc {max(accs):.2f}; with later epochs "
             f"wrecked, the weights of epoch {kept_epochs[0] + 1} of {epochs} kept; scheduler stepped after the optimizer")
 
