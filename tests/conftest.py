@@ -97,3 +97,15 @@ def http_mirror(tmp_path, monkeypatch):
     mirror = HTTPMirror(tmp_path / "mirror")
     yield mirror
     mirror.close()
+
+
+@pytest.fixture
+def torch_one_thread():
+    """One torch thread for the test (restored after): on 2 shared cores, more threads only wait
+    for each other."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -18,13 +18,8 @@ from hwlib.check.transfer import HEAD, judge_observations
 _ORIGINAL_TRAIN_MODEL = transfer.train_model
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: on 2 shared cores, more threads only wait for each other."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# One torch thread in every test here: on 2 shared cores, more threads only wait for each other.
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def test_public_checks_pass(capsys):

@@ -25,13 +25,8 @@ from hwlib.data import DATASETS, DataError, fetch
 from hwlib.data import hymenoptera
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: on 2 shared cores, more threads only wait for each other."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# One torch thread in every test here: on 2 shared cores, more threads only wait for each other.
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 class TinyConv(nn.Module):
