@@ -120,9 +120,13 @@ def test_the_perfect_submission_gets_full_marks(graded):
     assert {q: perfect[q] for q in points.questions} == {q: p.points for q, p in points.questions.items()}
     assert perfect["total"] == points.max_total + 6 and perfect["manual_pending"] == 0
     csv_text = export_csv(course).read_text()
-    assert csv_text.splitlines()[0].startswith("student,Q1,Q2,Q3,Q4,Q5,Q6,total,max")
-    assert "perfect,20,20,20,20,20,6,106,100,0," in csv_text
-    assert "release,0,0,0,0,0,0,0,100,0," in csv_text  # nothing answered, nothing pending
+    questions = points.questions.values()
+    extra = sum(q.points for q in questions if q.extra_credit)
+    assert csv_text.splitlines()[0].startswith(",".join(["student", *points.questions, "total", "max"]))
+    assert ",".join(["perfect", *(f"{q.points:g}" for q in questions), f"{points.max_total + extra:g}",
+                     f"{points.max_total:g}", "0,"]) in csv_text
+    # nothing answered, nothing pending
+    assert ",".join(["release", *("0" for _ in questions), "0", f"{points.max_total:g}", "0,"]) in csv_text
 
 
 def test_hang_and_crash_cost_their_cell_and_the_run_goes_on(graded):
