@@ -40,9 +40,10 @@ def test_regions_become_stubs_at_their_indentation():
     assert "y = x ** 2" not in out and "X = X + i" not in out
     assert "\n    # YOUR CODE HERE\n    raise NotImplementedError\n    return y\n" in out
     assert "            # YOUR CODE HERE\n            raise NotImplementedError\n" in out
-    # Given code, docstrings (even one that quotes the markers) and validation are intact.
+    # Given code, docstrings and validation are intact; a module docstring quoting the markers speaks
+    # to students instead (their copy has no markers).
     assert '"""Square x."""' in out and 'raise ValueError("f: x must not be None")' in out
-    assert out.splitlines()[0] == MODULE.splitlines()[0]
+    assert out.startswith('"""The parts you write raise ``NotImplementedError``') and "BEGIN SOLUTION" not in out
     namespace = {}
     exec(compile(out, "<student>", "exec"), namespace)
     with pytest.raises(NotImplementedError):
@@ -75,3 +76,40 @@ def test_every_kit_module_strips_to_a_valid_student_module():
                   and n.exc.id == "NotImplementedError"]
         assert len(raises) >= len(regions), path
         assert not any(line.strip() in ("### BEGIN SOLUTION", "### END SOLUTION") for line in student.splitlines())
+
+
+# --- stubs that speak ---------------------------------------------------------------------------------
+
+def test_a_stub_raises_the_message_of_its_function_and_the_docstring_speaks_to_students():
+    out = strip_source(MODULE, "m.py", {"f": "f is yours to write (Q9: 2 points)", "Model.loss": "loss is yours"})
+    namespace = {}
+    exec(compile(out, "m.py", "exec"), namespace)
+    with pytest.raises(NotImplementedError, match=r"^f is yours to write \(Q9: 2 points\)$"):
+        namespace["f"](3)
+    with pytest.raises(NotImplementedError, match="^loss is yours$"):
+        namespace["Model"]().loss(1)
+    assert "BEGIN SOLUTION" not in out and "``NotImplementedError``" in out.split('"""')[1]
+    assert "ValueError" in out, "the input check around the region stays"
+
+
+def test_every_task_function_gets_a_message_naming_its_question_points_and_an_existing_check():
+    from course.registry import load
+    from grading.release.strip import region_functions, stub_messages
+    from hwlib.check import TARGETS
+
+    registry = load()
+    messages = stub_messages(registry)
+    for task in registry.tasks:
+        cell = registry.cells[task.cell]
+        for function in task.functions:
+            message = messages[function]
+            assert message.startswith(f"{function} is yours to write ({task.question}: {cell.points:g} points")
+            name = message.split("python -m hwlib.check ")[1].rstrip("`")
+            assert name in TARGETS, (function, name)
+    # The assembled student modules raise those messages.
+    for path in student_modules(REPO / "hwlib"):
+        text = path.read_text()
+        student = strip_source(text, str(path), messages)
+        for function in region_functions(text, str(path)):
+            assert repr(messages[function]) in student, (path.name, function)
+        assert "BEGIN SOLUTION" not in student, path.name

@@ -32,7 +32,7 @@ from traitlets.config.loader import PyFileConfigLoader
 from course.paths import COURSE, HWLIB, NOTEBOOKS
 from course.registry import load as load_registry
 
-from ..release.strip import strip_tree
+from ..release.strip import strip_tree, stub_messages
 
 __all__ = ["ASSIGNMENT", "assemble", "clone", "load_config", "run_converter",
            "student_modules"]
@@ -56,7 +56,7 @@ def assemble(course: Path = COURSE) -> Path:
     source.mkdir(parents=True)
     for stem in load_registry().notebooks:
         shutil.copy2(NOTEBOOKS / f"{stem}.ipynb", source / f"{stem}.ipynb")
-    stripped = strip_tree(HWLIB, source / "hwlib")
+    stripped = strip_tree(HWLIB, source / "hwlib", stub_messages(load_registry()))
     _copy_package_data(HWLIB, source / "hwlib")
     modules = sorted(f"hwlib/{p.as_posix()}" for p in stripped)
     # A dot-file: nbgrader ignores it (CourseDirectory.ignore), so it reaches no release.

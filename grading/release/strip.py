@@ -5,10 +5,12 @@ closed by one that is exactly ``### END SOLUTION`` (leading whitespace aside), i
 body. The region is replaced, at the indentation of its opening marker, by::
 
     # YOUR CODE HERE
-    raise NotImplementedError
+    raise NotImplementedError("fc_forward is yours to write (Q1: 10 points with fc_backward); ...")
 
-(nbgrader's own stub for code cells). Signatures, docstrings, input validation and given code
-outside the regions stay as they are. :func:`strip_source` checks that the result parses and that
+(nbgrader's own stub for code cells, with a message from the question registry naming the task, its
+points and the check that tests it: :func:`stub_messages`). Signatures, docstrings, input validation
+and given code outside the regions stay as they are; a module docstring's paragraph about the
+solution markers becomes one about the stubs (the student's copy has no markers). :func:`strip_source` checks that the result parses and that
 every stub sits inside a function, so a misplaced marker fails the release instead of shipping a
 module that cannot be imported.
 """
@@ -16,15 +18,21 @@ module that cannot be imported.
 from __future__ import annotations
 
 import ast
+import re
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = ["BEGIN", "END", "STUB", "Region", "StripError", "solution_regions", "strip_source", "strip_tree",
-           "student_modules", "region_functions"]
+           "student_modules", "region_functions", "stub_messages"]
 
 BEGIN = "### BEGIN SOLUTION"
 END = "### END SOLUTION"
 STUB = ("# YOUR CODE HERE", "raise NotImplementedError")
+# What a student's module docstring says instead of the reference's paragraph about the markers.
+STUDENT_NOTE = ("The parts you write raise ``NotImplementedError`` with a message naming the task, its points "
+                "and the check that tests it: replace the ``# YOUR CODE HERE`` line and that ``raise`` by your "
+                "code, and keep the rest (signatures, docstrings, input checks) as it is.")
 
 
 class StripError(ValueError):
@@ -62,9 +70,27 @@ def solution_regions(source: str, name: str = "<source>") -> list[Region]:
     return regions
 
 
-def strip_source(source: str, name: str = "<source>") -> str:
-    """Return ``source`` with each solution region replaced by the stub; verify the result."""
+def _student_docstring(source: str) -> str:
+    """The module docstring's paragraph mentioning the solution markers, rewritten for students."""
+    match = re.match(r'(\s*""")(.*?)(""")', source, flags=re.S)
+    if not match or BEGIN not in match.group(2):
+        return source
+    paragraphs = match.group(2).split("\n\n")
+    note = "\n".join(textwrap.wrap(STUDENT_NOTE, 100))
+    paragraphs = [note + ("\n" if p.endswith("\n") else "") if BEGIN in p else p for p in paragraphs]
+    return match.group(1) + "\n\n".join(paragraphs) + match.group(3) + source[match.end():]
+
+
+def strip_source(source: str, name: str = "<source>", messages: dict | None = None) -> str:
+    """Return ``source`` with each solution region replaced by the stub; verify the result.
+
+    ``messages`` maps a function's qualified name (``fc_forward``, ``SoftmaxClassifier.loss``) to the
+    message its stub raises (:func:`stub_messages`); a function without one raises a bare
+    ``NotImplementedError``.
+    """
     regions = solution_regions(source, name)
+    functions = region_functions(source, name) if regions else []
+    message_of = {r.begin: (messages or {}).get(f) for r, f in zip(regions, functions)}
     lines = source.splitlines(keepends=True)
     out, stub_lines, skip_until = [], [], 0
     for number, line in enumerate(lines, start=1):
@@ -74,11 +100,12 @@ def strip_source(source: str, name: str = "<source>") -> str:
         if region is None:
             out.append(line)
             continue
-        for stub in STUB:
-            out.append(f"{region.indent}{stub}\n")
+        message = message_of.get(region.begin)
+        out.append(f"{region.indent}{STUB[0]}\n")
+        out.append(f"{region.indent}{STUB[1]}({message!r})\n" if message else f"{region.indent}{STUB[1]}\n")
         stub_lines.append(len(out))  # 1-based line number of the raise
         skip_until = region.end
-    result = "".join(out)
+    result = _student_docstring("".join(out)) if regions else "".join(out)
     _verify(result, stub_lines, name)
     return result
 
@@ -131,7 +158,34 @@ def student_modules(package: Path) -> list[Path]:
                   if "__pycache__" not in p.parts and solution_regions(p.read_text(), str(p)))
 
 
-def strip_tree(package: Path, dest: Path) -> list[Path]:
+def _check_name(function: str, targets: list[str]) -> str:
+    """The check target that tests ``function``: the only one, or the one its name starts with
+    (``temporal_fc`` for ``temporal_fc_backward``; ``SoftmaxClassifier.init`` for ``__init__``)."""
+    if len(targets) == 1:
+        return targets[0]
+    name = function.replace(".__init__", ".init")
+    matching = [t for t in targets if name.startswith(t) or t.startswith(name)]
+    return max(matching, key=len) if matching else targets[0]
+
+
+def stub_messages(registry) -> dict[str, str]:
+    """For every task function of the registry (a :class:`course.registry.Registry`), the message its
+    stub raises: whose it is, the question, the points of its autograded cell and how to check it."""
+    messages = {}
+    for task in registry.tasks:
+        cell = registry.cells[task.cell]
+        hidden = registry.hidden.get(task.cell, {})
+        targets = list(dict.fromkeys(c.get("target", hidden.get("target", "")) for c in hidden.get("cases", [])))
+        for function in task.functions:
+            others = [f for f in task.functions if f != function]
+            points = f"{cell.points:g} points" + (f" with {' and '.join(others)}" if others else "")
+            name = _check_name(function, [t for t in targets if t]) if any(targets) else ""
+            check = f"; check it with check({name!r}) in the notebook or `python -m hwlib.check {name}`" if name else ""
+            messages[function] = f"{function} is yours to write ({task.question}: {points}){check}"
+    return messages
+
+
+def strip_tree(package: Path, dest: Path, messages: dict | None = None) -> list[Path]:
     """Copy the ``.py`` files of ``package`` to ``dest`` (same layout), stripped; return the stripped ones.
 
     Only Python sources travel (no ``__pycache__``, no data files).
@@ -142,7 +196,7 @@ def strip_tree(package: Path, dest: Path) -> list[Path]:
             continue
         rel = path.relative_to(package)
         text = path.read_text()
-        student = strip_source(text, str(path))
+        student = strip_source(text, str(path), messages)
         target = dest / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(student)
