@@ -148,3 +148,21 @@ def test_student_notebooks(release):
             assert cell.metadata["nbgrader"].get("points") == graded[gid].metadata["nbgrader"].get("points")
             if cell.metadata["nbgrader"].get("solution"):
                 assert "YOUR ANSWER HERE" in cell.source or "YOUR CODE HERE" in cell.source, gid
+
+
+def test_no_answer_reaches_the_release_in_given_text(release):
+    """Cells that state results students derive or report (tagged instructor-only) stay out of the
+    release; the three found by reading a release as a student are gone, with a reason each."""
+    import nbformat
+
+    text = "\n".join(c.source for path in sorted(release["folder"].glob("*.ipynb"))
+                     for c in nbformat.read(path, as_version=4).cells)
+    assert r"$dX = dY\, W^\top$, $dW = X^\top dY$" not in text, "01's summary table states Q1's derivation answers"
+    assert "here the two proofs are complete" not in text, "06 told students the proofs were done"
+    assert "On raw pixels the seed's settings work" not in text, "02 explained what its report question asks"
+    assert "Q2 stacks these layers" not in text  # the whole summary cell, not a sentence of it
+    secrets_by_kind = {s.kind for s in secrets()}
+    assert "instructor-only" in secrets_by_kind, "the leak scan must know the instructor-only cells"
+    # The reference notebooks keep them (the report shows them).
+    reference = nbformat.read(REPO / "notebooks" / "01_layers.ipynb", as_version=4)
+    assert any("instructor-only" in c.metadata.get("tags", []) for c in reference.cells)

@@ -26,6 +26,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import nbformat
 from traitlets.config import Config
 from traitlets.config.loader import PyFileConfigLoader
 
@@ -34,8 +35,8 @@ from course.registry import load as load_registry
 
 from ..release.strip import strip_tree, stub_messages
 
-__all__ = ["ASSIGNMENT", "assemble", "clone", "load_config", "run_converter",
-           "student_modules"]
+__all__ = ["ASSIGNMENT", "INSTRUCTOR_ONLY", "without_instructor_cells", "assemble", "clone", "load_config",
+           "run_converter", "student_modules"]
 
 HERE = Path(__file__).resolve().parent       # nbgrader_config.py and header.ipynb
 ASSIGNMENT = load_registry().assignment
@@ -55,7 +56,8 @@ def assemble(course: Path = COURSE) -> Path:
         shutil.rmtree(source)
     source.mkdir(parents=True)
     for stem in load_registry().notebooks:
-        shutil.copy2(NOTEBOOKS / f"{stem}.ipynb", source / f"{stem}.ipynb")
+        nbformat.write(without_instructor_cells(nbformat.read(NOTEBOOKS / f"{stem}.ipynb", as_version=4)),
+                       source / f"{stem}.ipynb")
     stripped = strip_tree(HWLIB, source / "hwlib", stub_messages(load_registry()))
     _copy_package_data(HWLIB, source / "hwlib")
     modules = sorted(f"hwlib/{p.as_posix()}" for p in stripped)
@@ -72,6 +74,16 @@ def assemble(course: Path = COURSE) -> Path:
     )
     (course / "nbgrader_config.py").write_text(config)
     return course
+
+
+INSTRUCTOR_ONLY = "instructor-only"   # the cell tag of text that states answers (summaries, discussions)
+
+
+def without_instructor_cells(nb):
+    """``nb`` without its cells tagged ``instructor-only``: they state results the student must derive
+    or report, so they stay in the reference notebooks and the report, never in a release."""
+    nb.cells = [c for c in nb.cells if INSTRUCTOR_ONLY not in c.metadata.get("tags", [])]
+    return nb
 
 
 def clone(src: Path, dest: Path) -> Path:

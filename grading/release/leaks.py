@@ -4,7 +4,8 @@ Secrets, derived from the kit (nothing hand-maintained):
 
 * the distinctive lines of every solution region of ``hwlib/**/*.py`` (lines that appear nowhere in
   the given code, docstrings included) and of the solution cells of the source notebooks;
-* the lines of every ``### BEGIN HIDDEN TESTS`` region of the source notebooks;
+* the lines of every ``### BEGIN HIDDEN TESTS`` region of the source notebooks, and of every cell
+  tagged ``instructor-only`` (summaries and discussions that state answers; the course leaves them out);
 * the hidden checks: the lines of the ``[hidden.*]`` tables of ``course/questions/*.toml`` and of
   ``grading/autograde/hidden.py``, and the
   names of the grading modules that stay with the instructor;
@@ -28,6 +29,7 @@ import nbformat
 from course.paths import COURSE_PACKAGE, GRADING, REPO
 from course.registry import load as load_registry
 
+from ..nbgrader.course_root import INSTRUCTOR_ONLY
 from .strip import BEGIN, END, solution_regions, strip_source
 
 __all__ = ["Secret", "Leak", "secrets", "scan", "MARKERS", "PRIVATE_MODULES"]
@@ -40,7 +42,7 @@ MIN_LINE = 18           # shorter lines are too generic to call a leak
 
 @dataclass(frozen=True)
 class Secret:
-    kind: str       # "solution", "notebook-solution", "hidden-test", "hidden-check", "marker", "module"
+    kind: str       # "solution", "notebook-solution", "instructor-only", "hidden-test", "hidden-check", "marker", "module"
     text: str
     origin: str
 
@@ -90,6 +92,8 @@ def secrets(repo: Path = REPO) -> list[Secret]:
     notebooks = [nbformat.read(p, as_version=4) for p in notebook_paths]
     for nb in notebooks:
         for cell in nb.cells:
+            if INSTRUCTOR_ONLY in cell.metadata.get("tags", []):
+                continue   # instructor-only cells are secrets as a whole (below), never given text
             outside = cell.source
             for marker in ("SOLUTION", "HIDDEN TESTS"):
                 for line in _region_lines(cell.source, f"### BEGIN {marker}", f"### END {marker}"):
@@ -111,6 +115,8 @@ def secrets(repo: Path = REPO) -> list[Secret]:
         for cell in nb.cells:
             add("notebook-solution", _region_lines(cell.source, BEGIN, END), path.name)
             add("hidden-test", _region_lines(cell.source, "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"), path.name)
+            if INSTRUCTOR_ONLY in cell.metadata.get("tags", []):
+                add("instructor-only", cell.source.splitlines(), path.name)
     for path in sorted((COURSE_PACKAGE / "questions").glob("*.toml")):
         add("hidden-check", _hidden_tables(path.read_text()), f"course/questions/{path.name}")
     hidden = GRADING / "autograde" / "hidden.py"
