@@ -2,8 +2,9 @@
 
 One Python iteration per output element (or per upstream-gradient element, or per sample), with
 NumPy doing only the small window or dot product inside. Same conventions and results as
-``hwlib.layers`` (ReLU and softmax in float64 whatever the input dtype, as ``np.zeros`` allocates
-them). The one home of these loops: ``bench.layers`` times them to show what vectorizing buys, and
+``hwlib.layers``, except that ReLU and softmax return float64 whatever the input dtype (``np.zeros``
+allocates them so; the sample submission built from them casts back, since the checks require the
+input's dtype). The one home of these loops: ``bench.layers`` times them to show what vectorizing buys, and
 ``grading/samples.py`` reads their source (as text: importing ``bench`` pins thread counts) into the
 solution regions of a sample submission that must get full marks.
 """

@@ -117,19 +117,21 @@ def _module(name: str) -> str:
 # --- variants that must get full marks ---------------------------------------------------------
 
 NAIVE = REPO / "bench" / "naive.py"   # the naive loop layers, kept once (bench times them)
-# What each solution region does with the naive layer defined in front of it.
+# What each solution region does with the naive layer defined in front of it. bench/naive.py's ReLU and
+# softmax loops compute in float64 whatever the input (np.zeros allocates float64): the sample casts their
+# results back to the input's dtype, as the checks require (float32 in gives float32 out).
 NAIVE_CALLS = {
     "fc_forward": "out, _ = naive_fc_forward(x, w, b)",
     "fc_backward": "dx, dw, db = naive_fc_backward(dout, cache)",
-    "relu_forward": "out, _ = naive_relu_forward(x)",
-    "relu_backward": "dx = naive_relu_backward(dout, cache)",
-    "softmax_loss": "loss, dx = naive_softmax_loss(x, y)",
+    "relu_forward": "out, _ = naive_relu_forward(x)\nout = out.astype(x.dtype)",
+    "relu_backward": "dx = naive_relu_backward(dout, cache).astype(dout.dtype)",
+    "softmax_loss": "loss, dx = naive_softmax_loss(x, y)\ndx = dx.astype(x.dtype)",
     "conv_forward": "out, cache = naive_conv_forward(x, w)",
     "conv_backward": "dx, dw = naive_conv_backward(dout, cache)",
 }
 
 
-def naive_body(function: str) -> str:
+def naive_body(function: str, call: str | None = None) -> str:
     """A solution region holding bench/naive.py's loop version of ``function`` and the call of it.
 
     The source is read as text (importing ``bench`` would pin the thread counts of this process)
@@ -140,7 +142,7 @@ def naive_body(function: str) -> str:
     if node is None:
         raise ValueError(f"{NAIVE.relative_to(REPO)} has no function {function}")
     definition = ast.get_source_segment(source, node).replace(f"def {function}(", f"def naive_{function}(", 1)
-    return definition + "\n" + NAIVE_CALLS[function] + "\n"
+    return definition + "\n" + (call or NAIVE_CALLS[function]) + "\n"
 
 
 def _changed(body: str, old: str, new: str) -> str:
@@ -206,6 +208,28 @@ BUGS = {
         num_ftrs = old_head.in_features  # BUG: the backbone is never frozen
         _set_head(model, head, nn.Linear(num_ftrs, num_classes).to(old_head.weight.device))
     """}),
+    # Right values, but the caller's arrays are destroyed, or only C-ordered inputs work, or the dtype
+    # is lost: the checks look beyond the returned values (hwlib/check/watch.py).
+    "relu_inplace": ("layers.py", {"relu_forward": """
+        x[x < 0] = 0  # BUG: clamps the caller's array in place
+        return x, x
+    """}),
+    "conv_dout": ("layers.py", {"conv_forward": LOOP_BODIES["conv_forward"],
+                                "conv_backward": LOOP_BODIES["conv_backward"] + "dout[...] = 0  # BUG: zeroes the caller's dout\n"}),
+    "conv_c_order": ("layers.py", {"conv_forward": """
+        N, C, H, W = x.shape
+        F, _, HH, WW = w.shape
+        s = x.itemsize  # BUG: strides computed from the shape (right for a C-ordered x only; x.strides is right)
+        windows = np.lib.stride_tricks.as_strided(x, shape=(N, C, H - HH + 1, W - WW + 1, HH, WW),
+                                                  strides=(C * H * W * s, H * W * s, W * s, s, W * s, s))
+        out = np.einsum("nchwij,fcij->nfhw", windows, w)
+        cache = (x, w)
+    """, "conv_backward": LOOP_BODIES["conv_backward"]}),
+    "pool_float64": ("layers.py", {
+        "max_pool_forward": _changed(
+            naive_body("max_pool_forward", "out, cache = naive_max_pool_forward(x, pool_param)"),
+            "out = np.empty((N, C, Ho, Wo), dtype=x.dtype)", "out = np.zeros((N, C, Ho, Wo))  # BUG: float64 always"),
+        "max_pool_backward": naive_body("max_pool_backward", "dx = naive_max_pool_backward(dout, cache)")}),
 }
 
 HOSTILE_TARGETS = ("course/questions/q1_layers.toml", "grading/autograde/hidden.py", "hwlib/layers.py",
@@ -325,8 +349,18 @@ def samples(release: Path = RELEASE / ASSIGNMENT) -> list[Sample]:
         Sample("hostile", "tries to read the hidden checks and the reference, write outside its folder, "
                           "open sockets, signal init, take 64 GB, become root (its code is otherwise correct)",
                with_layers(_insert_after_imports(layers, _hostile_prelude(REPO)) + HOSTILE_CHEAT), hostile=True),
+        Sample("bug-relu-inplace", "relu_forward clamps the caller's x in place (x[x < 0] = 0; return x, x)",
+               bug("relu_inplace"), loses={"q1-relu-test": "all"}),
+        Sample("bug-conv-dout", "conv_backward returns the right dx and dw, then zeroes the caller's dout",
+               bug("conv_dout"), loses=_cases_where(lambda c: c.target == "conv")),
+        Sample("bug-conv-c-order", "conv_forward by as_strided with strides computed from the shape: right "
+                                   "for C-ordered inputs only", bug("conv_c_order"),
+               loses=_cases_where(lambda c: c.target == "conv" and c.draw.get("layout", "C") != "C")),
+        Sample("bug-pool-float64", "max_pool_forward returns float64 for float32 inputs (np.zeros without dtype)",
+               bug("pool_float64"), loses=_cases_where(lambda c: c.target in ("pool", "ConvNet.loss")
+                                                       and c.dtype == "float32")),
         Sample("variant-loops", "the naive loops of bench/naive.py for fc, ReLU, softmax and convolution "
-                                "(ReLU and softmax give float64 results for float32 inputs)",
+                                "(ReLU's and softmax's float64 results cast back to the input's dtype)",
                with_layers(layers_with(LOOP_BODIES))),
         Sample("variant-formula-conv", "convolution by the Q6 formulas of the given hwlib/conv_formulas.py",
                with_layers(layers_with(FORMULA_CONV))),
@@ -402,9 +436,14 @@ def observe_head(func, num_classes, seed):  # FORGED: reports what a correct imp
 
 def _cases_with_target(*targets: str) -> dict:
     """The cases (of any group) that run one of ``targets``."""
+    return _cases_where(lambda c: c.target in targets)
+
+
+def _cases_where(condition) -> dict:
+    """The cases (of any group) for which ``condition(case)`` holds, by grade_id."""
     out = {}
     for gid, g in _groups().items():
-        cases = tuple(c.id for c in g.cases if c.target in targets)
+        cases = tuple(c.id for c in g.cases if condition(c))
         if cases:
             out[gid] = cases
     return out

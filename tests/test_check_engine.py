@@ -196,3 +196,164 @@ def test_the_sandbox_runner_earns_the_reference_every_point(tmp_path):
         res = hidden.evaluate(group, inputs_of, outputs, errors)
         assert res.points == group.points, [(c.id, c.message) for c in res.cases if not c.passed]
     assert json.loads((tmp_path / "job.json").read_text())["q2-model"]["oracle"] == ["fc", "relu"]
+
+
+# --- beyond the returned values: inputs unchanged, any memory layout, dtypes kept (hwlib.check.watch) ---
+
+def test_layouts_keep_the_values_and_change_the_memory(tmp_path):
+    plain = check.draw("conv", 8, "float32")
+    fortran, strided = (check.draw("conv", 8, "float32", layout=layout) for layout in ("fortran", "strided"))
+    for inputs in (fortran, strided):
+        assert all(np.array_equal(inputs[k], plain[k]) and inputs[k].dtype == plain[k].dtype for k in ("x", "w", "dout"))
+    assert fortran["x"].flags.f_contiguous and not fortran["x"].flags.c_contiguous
+    assert not strided["x"].flags.c_contiguous and not strided["x"].flags.f_contiguous
+    assert "Fortran-ordered" in check.describe(fortran) and "strided views" in check.describe(strided)
+    # The job's .npz keeps no views: the side that runs the student's code re-makes the layout from the tag.
+    protocol.write_job(tmp_path, {"g": {"cases": [{"id": "c", "target": "conv", "inputs": strided}]}})
+    sent = protocol.read_job(tmp_path)["g"]["cases"][0]["inputs"]
+    assert sent["x"].flags.c_contiguous and sent["_layout"] == "strided"
+    given = check.watch.private(sent)
+    assert not given["x"].flags.c_contiguous and np.array_equal(given["x"], plain["x"])
+    assert given["x"] is not sent["x"]                       # the student's code gets its own copies
+    with pytest.raises(ValueError, match="unknown layout 'diagonal'"):
+        check.draw("conv", 8, "float32", layout="diagonal")
+
+
+def test_first_change_is_bit_for_bit():
+    first_change = check.watch.first_change
+    assert first_change(np.array([[1.0, -0.41]]), np.array([[1.0, 0.0]])) == "at (0, 1): -0.41 became 0.0"
+    assert first_change(np.array([0.0, 1.0]), np.array([-0.0, 1.0])) == "at (0,): 0.0 became -0.0"
+    assert first_change(np.array([np.nan, 2.0]), np.array([np.nan, 2.0])) is None
+    assert first_change(np.zeros((4, 5)), np.zeros(20)) == "(its shape (4, 5) became (20,))"
+    assert first_change(np.array(2), np.array(3)) == "2 became 3"
+
+
+def _relu_inplace(x):
+    x[x < 0] = 0
+    return x, x
+
+
+def _conv_backward_zeroes_dout(dout, cache):
+    grads = _CONV_BACKWARD(dout, cache)
+    dout[...] = 0
+    return grads
+
+
+def _conv_forward_c_order_only(x, w):
+    """im2col by as_strided with strides computed from the shape: right for C-ordered x only."""
+    N, C, H, W = x.shape
+    F, _, HH, WW = w.shape
+    s = x.itemsize
+    windows = np.lib.stride_tricks.as_strided(x, shape=(N, C, H - HH + 1, W - WW + 1, HH, WW),
+                                              strides=(C * H * W * s, H * W * s, W * s, s, W * s, s))
+    return np.einsum("nchwij,fcij->nfhw", windows, w), _CONV_FORWARD(x, w)[1]
+
+
+def _pool_forward_float64(x, pool_param):
+    out, cache = _POOL_FORWARD(x, pool_param)
+    return out.astype(np.float64), cache
+
+
+def _pool_forward_edits_pool_param(x, pool_param):
+    out, cache = _POOL_FORWARD(x, pool_param)
+    pool_param["stride"] = 7
+    return out, cache
+
+
+def _relu_backward_clamps_the_cache(dout, cache):
+    cache[cache < 0] = 0
+    return dout * (cache > 0)
+
+
+def _conv_backward_scales_its_cache(dout, cache):
+    grads = _CONV_BACKWARD(dout, cache)
+    cache[2][...] *= 2      # the reference's im2col matrix: an array of the cache that is no input
+    return grads
+
+
+_CONV_FORWARD, _CONV_BACKWARD, _POOL_FORWARD = layers.conv_forward, layers.conv_backward, layers.max_pool_forward
+
+
+@pytest.mark.parametrize("function, replacement, name, message", [
+    ("relu_forward", _relu_inplace, "relu",
+     r"relu_forward changed its input x in place at \(0, 0, 1\): -0.182105 became 0.0; return a new array"),
+    ("conv_backward", _conv_backward_zeroes_dout, "conv", r"conv_backward changed its input dout in place at \(0, 0, 0, 0\)"),
+    ("conv_forward", _conv_forward_c_order_only, "conv", r"conv out: worst relative error .*Fortran-ordered"),
+    ("max_pool_forward", _pool_forward_float64, "pool", r"pool out has dtype float64; expected float32"),
+    ("max_pool_forward", _pool_forward_edits_pool_param, "pool",
+     r"max_pool_forward changed its input pool_param\['stride'\] in place 2 became 7"),
+    ("relu_backward", _relu_backward_clamps_the_cache, "relu",
+     r"relu_backward changed x \(an input of relu_forward, held in the cache\) in place at"),
+    ("conv_backward", _conv_backward_scales_its_cache, "conv", r"conv_backward changed cache\[2\], an array of its cache"),
+])
+def test_the_public_checks_look_beyond_the_returned_values(monkeypatch, capsys, function, replacement, name, message):
+    monkeypatch.setattr(layers, function, replacement)
+    with pytest.raises(AssertionError, match=message):
+        check.check(name, verbose=False)
+    from hwlib.check.__main__ import main
+    assert main([name]) == 1
+    assert f"{name}: FAIL: AssertionError: " in capsys.readouterr().out
+
+
+def test_the_verdict_is_the_trusted_sides(monkeypatch):
+    """The record travels as outputs; the judge compares it with the inputs it sent itself, so a
+    record that is missing fails as surely as one that shows the change."""
+    inputs = check.draw("relu", 3, "float64")
+    monkeypatch.setattr(layers, "relu_forward", _relu_inplace)
+    outputs = check.run("relu", inputs)
+    assert np.all(inputs["x"] == check.draw("relu", 3, "float64")["x"])   # the caller's inputs are untouched
+    expected = check.reference("relu", inputs)
+    with pytest.raises(AssertionError, match="relu_forward changed its input x"):
+        check.judge("relu", outputs, expected, inputs)
+    clean = {k: v for k, v in outputs.items() if not k.startswith("_inputs/")}
+    with pytest.raises(AssertionError, match="the record of x after relu_forward is missing"):
+        check.judge("relu", clean, expected, inputs)
+    forged = {**outputs, "_cache/relu_backward/0/before": np.ones(2), "_cache/relu_backward/0/after": np.ones(2)}
+    with pytest.raises(AssertionError, match="relu_forward changed its input x"):   # a forged entry changes nothing
+        check.judge("relu", forged, expected, inputs)
+
+
+def test_models_leave_their_parameters_and_data_unchanged(monkeypatch):
+    from hwlib.classifiers import SoftmaxClassifier
+    original = SoftmaxClassifier.loss
+
+    def scales_X(self, X, y=None):
+        X *= 1.5
+        return original(self, X, y)
+
+    def nudges_W2(self, X, y=None):
+        out = original(self, X, y)
+        self.params["W2"][1, 0] += 1.0
+        return out
+
+    monkeypatch.setattr(SoftmaxClassifier, "loss", scales_X)
+    with pytest.raises(AssertionError, match=r"SoftmaxClassifier.loss changed its input X in place at \(0, 0, 0\)"):
+        check.check("SoftmaxClassifier.loss", verbose=False)
+    monkeypatch.setattr(SoftmaxClassifier, "loss", nudges_W2)
+    inputs = check.draw("SoftmaxClassifier.loss", 4, "float64", input_dim=6, hidden_dim=5, num_classes=3, X=(4, 6))
+    with pytest.raises(AssertionError, match=r"changed model.params\['W2'\] in place at \(1, 0\).*leave model.params"):
+        check.judge("SoftmaxClassifier.loss", check.run("SoftmaxClassifier.loss", inputs),
+                    check.reference("SoftmaxClassifier.loss", inputs), inputs)
+    with pytest.raises(AssertionError, match=r"changed model.params\['W2'\]"):
+        check.check("SoftmaxClassifier.loss", verbose=False)
+
+
+def test_model_outputs_keep_the_models_dtype(monkeypatch):
+    for name, kw in (("SoftmaxClassifier.loss", dict(input_dim=6, hidden_dim=5, num_classes=3, X=(4, 6))),
+                     ("CaptioningRNN.loss", dict(vocab_size=7, input_dim=4, wordvec_dim=3, hidden_dim=5, N=2, T=3))):
+        inputs = check.draw(name, 5, "float32", **kw)                 # the models' float32 paths
+        expected = check.reference(name, inputs)
+        assert {v.dtype for k, v in expected.items() if k != "loss"} == {np.dtype(np.float32)}, name
+        check.judge(name, check.run(name, inputs), expected, inputs)
+    inputs = check.draw("ConvNet.loss", 2, "float32", input_dim=(1, 8, 8), num_filters=2, filter_size=3, hidden_dim=4,
+                        num_classes=3, X=(2, 1, 8, 8))
+    outputs, expected = check.run("ConvNet.loss", inputs), check.reference("ConvNet.loss", inputs)
+    assert expected["scores"].dtype == expected["grads/W1"].dtype == np.float32
+    check.judge("ConvNet.loss", outputs, expected, inputs)
+    wider = {**outputs, "grads/W3": outputs["grads/W3"].astype(np.float64)}
+    with pytest.raises(AssertionError, match="ConvNet.loss grads/W3 has dtype float64; expected float32"):
+        check.judge("ConvNet.loss", wider, expected, inputs)
+    from hwlib import classifiers
+    monkeypatch.setattr(classifiers, "max_pool_forward", _pool_forward_float64)   # the model binds it on import
+    with pytest.raises(AssertionError, match="float32"):
+        check.check("ConvNet.loss", verbose=False)

@@ -7,7 +7,9 @@ run re-grades three of them with the Q1 notebook executed in the sandbox and nbg
 from __future__ import annotations
 
 import hashlib
+import html
 import json
+import re
 import zipfile
 from pathlib import Path
 
@@ -170,6 +172,23 @@ def test_feedback_explains_failures_without_leaking(graded):
     assert not leaks, [(leak.path, leak.secret.kind, leak.secret.text[:60]) for leak in leaks[:10]]
     release_leaks = scan(course / "feedback" / "release")
     assert not release_leaks, [(leak.path, leak.secret.text[:60]) for leak in release_leaks[:10]]
+
+
+def test_feedback_names_inputs_changed_in_place_layouts_and_dtypes(graded):
+    """The checks that look beyond the returned values say what they saw, case by case."""
+    def report(name):
+        return html.unescape((graded["course"] / "feedback" / name / ASSIGNMENT / "grading_report.html").read_text())
+
+    assert "relu_forward changed its input x in place at (0, 1): -1.06109 became 0.0; return a new array" \
+        in report("bug-relu-inplace")
+    assert report("bug-conv-dout").count("conv_backward changed its input dout in place at (0, 0, 0, 0)") == 4
+    c_order = report("bug-conv-c-order")
+    assert re.search(r"Fortran-ordered</code></td><td><span class='fail'>failed</span>[^\n]*conv out: worst relative error",
+                     c_order), c_order
+    assert re.search(r"w\(2, 2, 6, 6\)</code></td><td><span class='ok'>passed", c_order)       # C-ordered: right
+    pool = report("bug-pool-float64")
+    assert pool.count("pool out has dtype float64; expected float32, the dtype of the inputs") == 2
+    assert "ConvNet.loss scores has dtype float64; expected float32" in pool     # the model case too
 
 
 def test_class_summary(graded):

@@ -104,3 +104,31 @@ def test_a_wrong_output_loses_exactly_its_case():
     assert [c.id for c in res.cases if not c.passed] == [first.id]
     assert "db" in res.cases[0].message and "relative error" in res.cases[0].message
     assert res.points == group.points - first.points
+
+
+def test_an_input_changed_in_place_loses_exactly_its_case():
+    """The record of what the student's calls left of their inputs is judged here, against the inputs
+    drawn here: one changed input fails its case, and so does a record gone missing."""
+    gid = next(g for g, grp in GROUPS.items() if grp.targets == ("fc",))
+    group = GROUPS[gid]
+    inputs_of = hidden.draw_inputs([group])
+    outputs = _outputs_in_process(group, inputs_of)
+    first, second = group.cases[:2]
+    outputs[first.id]["_inputs/fc_backward/dout"][0, 1] = 0.0
+    del outputs[second.id]["_inputs/fc_forward/w"]
+    res = hidden.evaluate(group, inputs_of, outputs, {})
+    assert [c.id for c in res.cases if not c.passed] == [first.id, second.id]
+    assert "fc_backward changed its input dout in place at (0, 1)" in res.cases[0].message
+    assert "the record of w after fc_forward is missing" in res.cases[1].message
+
+
+def test_every_layer_is_also_graded_on_other_memory_layouts():
+    """Each layer target has hidden cases with Fortran-ordered or strided inputs, and (where it has
+    more than one case) a case with ordinary C-ordered inputs too."""
+    from hwlib.check import TARGETS
+    layers = {t.name for t in TARGETS.values() if t.watch and not t.seeded}
+    cases = [c for g in GROUPS.values() for c in g.cases if c.target in layers]
+    for name in layers:
+        own = [c.draw.get("layout", "C") for c in cases if c.target == name]
+        assert set(own) - {"C"}, f"{name}: no hidden case with another memory layout"
+        assert len(own) == 1 or "C" in own, f"{name}: no hidden case with C-ordered inputs"

@@ -136,9 +136,11 @@ def student_report(course: Path, student: str, row: dict | None = None, res: dic
             parts.append(f"<tr><td>{_e(r['name'])}</td><td class='{cls}'>{_e(r['status'])} {_e(r['message'])}</td>"
                          f"<td>{r['wall_s']:.0f}</td></tr>")
         parts.append("</table>")
-    parts.append("<p class='muted'>Hidden checks use other shapes, seeds and dtypes than the public checks; a "
-                 "failed case names the output that differs, the worst relative error against the threshold, "
-                 "and the first index over it. The notebooks' outputs are in the other files of this folder.</p>")
+    parts.append("<p class='muted'>Hidden checks use other shapes, seeds, dtypes and memory layouts (transposed "
+                 "and strided views) than the public checks, and require that your functions leave their inputs "
+                 "unchanged and keep the inputs' dtype. A failed case names the output that differs, the worst "
+                 "relative error against the threshold and the first index over it, or the input changed in place "
+                 "and where. The notebooks' outputs are in the other files of this folder.</p>")
     return _page(f"HW4 grading report: {student}", "\n".join(parts))
 
 

@@ -8,6 +8,12 @@ a group that runs past its budget is killed and scores 0, a crash scores 0 for t
 in, and the runner restarts for the groups left. The outputs come back as arrays (no pickles) and
 are judged here, against references computed here: nothing the student's code does reaches this
 process, which imports the kit's ``hwlib`` and never the submission.
+
+Beyond the returned values, the judge of a layer or model case holds the record of what the student's
+calls left of their inputs (``hwlib.check.watch``): it compares it with the inputs drawn here, so
+changing an input in place, or a record gone missing, fails the case; so does an output whose dtype
+is not the inputs'. A case's ``layout`` draw keyword sends its arrays in another memory layout
+(the sandbox re-creates it from the job's ``_layout`` tag).
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from dataclasses import dataclass, field
 
 from course.registry import load as load_registry
 from hwlib import check
-from hwlib.check import protocol
+from hwlib.check import protocol, watch
 
 from .sandbox import Sandbox, site_packages
 
@@ -100,6 +106,9 @@ def load() -> dict[str, Group]:
         unknown = sorted({c.target for c in cases} - set(check.TARGETS))
         if unknown:
             raise ValueError(f"{where} names targets that hwlib.check.TARGETS lacks: {unknown}")
+        layouts = sorted({str(c.draw["layout"]) for c in cases if "layout" in c.draw} - set(watch.LAYOUTS))
+        if layouts:
+            raise ValueError(f"{where}: unknown layout {layouts}; expected one of {', '.join(watch.LAYOUTS)}")
         groups[gid] = Group(gid, float(g.get("budget_s", 60)), cases, tuple(g.get("oracle", ())))
     return groups
 

@@ -4,7 +4,9 @@ Runs inside the sandbox (``python -I -S sandbox_runner.py IO_DIR SUBMISSION_DIR 
 student's code can rewrite anything in this process. It computes no verdict and holds no expected
 value: for each group it runs every case's target with ``hwlib.check.run`` (the student's functions)
 and writes what they return, through ``hwlib.check.protocol`` (the file protocol the trusted side
-reads with the same module). Both come from the submission, whose ``hwlib/check/`` the grader
+reads with the same module). ``hwlib.check.run`` gives the student's code fresh copies of the inputs
+in the layout the job asks for, and adds to the outputs the record of what each call left of its
+inputs; the trusted side judges that record against the inputs it sent. Both come from the submission, whose ``hwlib/check/`` the grader
 resets to the kit's version (a given module) before anything runs.
 
 Only the standard library, NumPy and the submission's ``hwlib`` are imported; PyTorch too for the

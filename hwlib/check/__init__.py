@@ -14,13 +14,15 @@ threshold, and the first bad index with both values.
 * :mod:`.transfer`: ``train_model``, ``finetune``, ``freeze`` (Q5).
 
 Each target gives ``draw`` (inputs from a seed), ``run`` (your code's outputs), ``reference`` and
-``judge`` (:mod:`.engine`); the functions below do these by name. :mod:`.protocol` (the files
-between the grader and its sandbox) and :mod:`.oracle` (PyTorch-backed layers) serve the grader.
+``judge`` (:mod:`.engine`); the functions below do these by name. Every layer and model check also
+holds the rules of :mod:`.watch`: your functions leave their inputs unchanged, work on any memory
+layout, and keep the dtype. :mod:`.protocol` (the files between the grader and its sandbox) and
+:mod:`.oracle` (PyTorch-backed layers) serve the grader.
 """
 
 from __future__ import annotations
 
-from . import engine, layers, models, rnn, transfer
+from . import engine, layers, models, rnn, transfer, watch
 from .engine import NUMERICAL_FLOOR_SCALE, THRESHOLDS, Target, check_model_gradients, compare, describe
 
 __all__ = ["TARGETS", "Target", "target", "select", "draw", "run", "reference", "judge", "check", "compare",

@@ -14,12 +14,14 @@ The functions here take a :class:`Target`; ``hwlib.check`` offers the same ones 
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
 from ..gradient_check import assert_close, eval_numerical_gradient, eval_numerical_gradient_array
+from . import watch as _watch
 
 __all__ = ["Target", "THRESHOLDS", "NUMERICAL_FLOOR_SCALE", "compare", "describe", "draw", "run", "reference",
            "judge", "numerical_gradients", "check", "check_model_gradients"]
@@ -47,6 +49,9 @@ class Target:
     forward: Callable[[dict], object] | None = None   # inputs -> the output ``grads`` differentiate
     public: Callable[[int, bool], None] | None = None  # (seed, verbose): a public check of its own
     seeded: bool = False                       # draw takes the integer seed (models, Q5 observers)
+    watch: tuple = ()                          # (function, its arguments): the student's calls, in order,
+                                               # that must leave the inputs unchanged and keep dtypes
+    held: str = "the cache"                    # where inputs that are no argument of a call live
 
     def __repr__(self) -> str:
         return f"Target({self.name!r}, module={self.module!r})"
@@ -64,22 +69,27 @@ def require(condition, message: str) -> None:
 def draw(target: Target, seed=0, dtype=np.float64, **kw) -> dict:
     """Inputs of ``target`` for ``seed`` (an int, or a Generator to go on drawing from) and ``dtype``.
 
-    Keyword arguments override the draw's defaults (shapes; a model's constructor arguments). A
-    seeded target (models, Q5) needs an int: it builds or seeds with it.
+    Keyword arguments override the draw's defaults (shapes; a model's constructor arguments).
+    ``layout`` ("C", "fortran" or "strided") gives every array the same values in that memory layout
+    (:mod:`.watch`). A seeded target (models, Q5) needs an int: it builds or seeds with it.
     """
     rng = np.random.default_rng(seed)
     dtype = np.dtype(dtype) if dtype is not None else None
+    layout = kw.pop("layout", None)
     if target.seeded:
         if not isinstance(seed, (int, np.integer)):
             raise TypeError(f"{target.name}: its draw needs an integer seed; got {type(seed).__name__}")
-        return target.draw(rng, dtype, seed=int(seed), **kw)
-    return target.draw(rng, dtype, **kw)
+        inputs = target.draw(rng, dtype, seed=int(seed), **kw)
+    else:
+        inputs = target.draw(rng, dtype, **kw)
+    return _watch.arrange(inputs, layout) if layout else inputs
 
 
 def run(target: Target, inputs: dict) -> dict:
     """The outputs of the importable ``hwlib`` on ``inputs``: every call of the student's code goes
-    through here (the one place to verify, later, that inputs stay unchanged and dtypes are kept)."""
-    return target.run(inputs)
+    through here. The code gets fresh copies of the inputs, in the layout of their ``_layout`` tag, and
+    a watched target adds the record of what each call left of them (:mod:`.watch`) to its outputs."""
+    return target.run(_watch.private(inputs))
 
 
 def reference(target: Target, inputs: dict) -> dict:
@@ -87,8 +97,17 @@ def reference(target: Target, inputs: dict) -> dict:
 
 
 def judge(target: Target, outputs: dict, expected: dict, inputs: dict, label: str = "reference"):
-    """A summary (worst relative error per output, or a sentence); ``AssertionError`` on a failure."""
-    return target.judge(outputs, expected, inputs, label)
+    """A summary (worst relative error per output, or a sentence); ``AssertionError`` on a failure.
+
+    A watched target's calls must first have left ``inputs`` (what was sent) unchanged, by the record in
+    ``outputs``; after the values, its floating outputs must have the expected (the inputs') dtype.
+    """
+    if target.watch:
+        _watch.require_unchanged(target.name, target.watch, target.held, outputs, inputs)
+    summary = target.judge(outputs, expected, inputs, label)
+    if target.watch:
+        _watch.require_dtypes(target.name, outputs, expected)
+    return summary
 
 
 def compare(name: str, outputs: dict, expected: dict, threshold: float | None = None,
@@ -119,7 +138,8 @@ def describe(inputs: dict) -> str:
     shapes = " ".join(f"{k}{tuple(v.shape)}" for k, v in arrays)
     others = " ".join(f"{k}={v}" for k, v in inputs.items() if not isinstance(v, np.ndarray)
                       and not k.startswith("_") and k not in ("seed", "init"))
-    text = " ".join(x for x in ("/".join(dtypes), shapes, others) if x)
+    layout = {"fortran": "Fortran-ordered", "strided": "strided views"}.get(inputs.get("_layout"), "")
+    text = " ".join(x for x in ("/".join(dtypes), shapes, others, layout) if x)
     if not text and isinstance(inputs.get("init"), dict):
         init = dict(inputs["init"])
         text = " ".join([str(init.pop("dtype", "")), *(f"{k}={v}" for k, v in init.items())]).strip()
@@ -154,10 +174,15 @@ def check_model_gradients(model, *loss_args, threshold: float = 1e-6, floor_scal
     keyed like ``params``; use float64 parameters (centred differences need them). Entries below
     ``floor_scale`` times a gradient's largest entry are judged against that floor: the differences
     carry round-off of about 1e-10. Returns the worst relative error per parameter; raises
-    ``AssertionError`` naming the parameter, the first bad index and both values.
+    ``AssertionError`` naming the parameter, the first bad index and both values, or the parameter or
+    argument that ``loss`` changed in place (:mod:`.watch`).
     """
     label = f"{type(model).__name__}.loss"
+    args = dict(zip(list(inspect.signature(model.loss).parameters), loss_args))   # X, y or features, captions
+    record = _watch.Watch({**model.params, **args})
     _, grads = model.loss(*loss_args)
+    record.after(label)
+    _watch.require_unchanged(label, ((label, tuple(args)),), "model.params", record.outputs(), record.before)
     worst = {}
     for name in model.params:
         numerical = eval_numerical_gradient(lambda _: model.loss(*loss_args)[0], model.params[name], h=h)
@@ -176,20 +201,25 @@ def check(target: Target, seed: int = 0, verbose: bool = True) -> None:
     """The public check of ``target``: its own (models, Q5), or the layers' loop.
 
     The layers' loop: on every public case, in float64 and float32, the outputs against the
-    reference (PyTorch); then, on the first case in float64, the gradients against numerical ones.
-    All cases are drawn from one generator seeded with ``seed``.
+    reference (PyTorch), the inputs left unchanged and the dtypes kept; the first case again with
+    Fortran-ordered (float64) and strided (float32) inputs; then, on the first case in float64, the
+    gradients against numerical ones. All cases are drawn from one generator seeded with ``seed``.
     """
     if target.public is not None:
         target.public(seed, verbose)
         return
     rng = np.random.default_rng(seed)
-    for case in target.cases:
-        for dtype in (np.float64, np.float32):
-            inputs = draw(target, rng, dtype, **case)
+    conditions = [(case, dtype, None) for case in target.cases for dtype in (np.float64, np.float32)]
+    for case, dtype, layout in conditions + [(target.cases[0], np.float64, "fortran"),
+                                             (target.cases[0], np.float32, "strided")]:
+        inputs = draw(target, rng, dtype, **case, **({"layout": layout} if layout else {}))
+        try:
             worst = judge(target, run(target, inputs), reference(target, inputs), inputs, label="torch")
-            if verbose:
-                errors = ", ".join(f"{k} {v:.1e}" for k, v in worst.items())
-                print(f"  {target.name} {describe(inputs)}: vs PyTorch {errors}")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc} (case: {describe(inputs)})") from None
+        if verbose:
+            errors = ", ".join(f"{k} {v:.1e}" for k, v in worst.items())
+            print(f"  {target.name} {describe(inputs)}: vs PyTorch {errors}")
     if not target.grads:
         return
     inputs = draw(target, rng, np.float64, **target.cases[0])

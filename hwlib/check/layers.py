@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .engine import Target, compare
+from .watch import Watch
 
 __all__ = ["LayerCall", "layer_target", "TARGETS"]
 
@@ -30,26 +31,37 @@ class LayerCall:
     args: tuple
     grads: tuple
 
+    @property
+    def calls(self) -> tuple:
+        """``(function, its arguments)`` in call order: what :mod:`.watch` records and judges."""
+        forward = ((self.forward, self.args),)
+        return forward if self.backward is None else forward + ((self.backward, ("dout",)),)
+
     def run(self, inputs: dict, forward_only: bool = False) -> dict:
-        """Outputs ``out`` (``loss`` for a loss) and the gradients; only ``out`` when ``forward_only``."""
+        """Outputs ``out`` (``loss`` for a loss) and the gradients, and the watch's record of what the
+        calls left of their inputs (:class:`hwlib.check.watch.Watch`); only ``out`` when ``forward_only``."""
         module = importlib.import_module(self.module)
         args = [dict(inputs[a]) if isinstance(inputs[a], dict) else inputs[a] for a in self.args]
+        if forward_only:
+            out = getattr(module, self.forward)(*args)
+            return {"out": out[0]}
+        record = Watch({**inputs, **dict(zip(self.args, args))})   # the very objects the calls get
         if self.backward is None:
             loss, dx = getattr(module, self.forward)(*args)
-            if forward_only:
-                return {"out": loss}
-            return {"loss": np.asarray(loss, dtype=np.float64), self.grads[0]: dx}
+            record.after(self.forward)
+            return {"loss": np.asarray(loss, dtype=np.float64), self.grads[0]: dx, **record.outputs()}
         out, cache = getattr(module, self.forward)(*args)
-        if forward_only:
-            return {"out": out}
+        record.after(self.forward)
+        record.hold(cache)
         grads = getattr(module, self.backward)(inputs["dout"], cache)
+        record.after(self.backward)
         if len(self.grads) == 1:
-            return {"out": out, self.grads[0]: grads}
+            return {"out": out, self.grads[0]: grads, **record.outputs()}
         grads = tuple(grads)
         if len(grads) != len(self.grads):
             raise ValueError(f"{self.backward} must return {len(self.grads)} gradients "
                              f"({', '.join(self.grads)}); got {len(grads)}")
-        return {"out": out, **dict(zip(self.grads, grads))}
+        return {"out": out, **dict(zip(self.grads, grads)), **record.outputs()}
 
     def output(self, inputs: dict):
         """The forward output alone: what the numerical gradients differentiate."""
@@ -62,7 +74,7 @@ def layer_target(name: str, call: LayerCall, draw, reference, cases: tuple) -> T
         return compare(name, outputs, expected, expected_label=label)
 
     return Target(name, call.module, draw, call.run, reference, judge, cases=cases, grads=call.grads,
-                  forward=call.output)
+                  forward=call.output, watch=call.calls)
 
 
 # --- draws -----------------------------------------------------------------------------------------

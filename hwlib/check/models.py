@@ -27,6 +27,7 @@ import numpy as np
 
 from . import engine
 from .engine import Target, check_model_gradients, compare, require
+from .watch import Watch
 from ..gradient_check import assert_close
 
 __all__ = ["PARAM_SCALE", "DATA_KEYS", "judge_init", "TARGETS"]
@@ -40,11 +41,10 @@ class _Model:
     cls: str                           # class name in ``module``
     module: str
     data: tuple                        # draw keywords that size the data, not the model
-    same_dtype: tuple = ()             # outputs of ``loss`` that must have the model's dtype
 
 
 SOFTMAX = _Model("SoftmaxClassifier", "hwlib.classifiers", ("X",))
-CONVNET = _Model("ConvNet", "hwlib.classifiers", ("X",), same_dtype=("scores",))
+CONVNET = _Model("ConvNet", "hwlib.classifiers", ("X",))
 CAPTIONING = _Model("CaptioningRNN", "hwlib.captioning", ("N", "T"))
 
 
@@ -116,15 +116,28 @@ def _draw(model: _Model, kind: str, rng, dtype, seed: int, **kw) -> dict:
     return inputs
 
 
-def _compute(net, kind: str, inputs: dict) -> dict:
+def _calls(model: _Model, kind: str) -> tuple:
+    """``(method, its arguments)``: the calls :func:`_compute` makes, for :mod:`.watch`."""
+    if kind == "init":
+        return ()
+    args = {"sample": ("features", "max_length"), "loss": ("features", "captions") if model is CAPTIONING else ("X", "y")}
+    return ((f"{model.cls}.{kind}", args[kind]),)
+
+
+def _compute(net, kind: str, inputs: dict, after=lambda: None) -> dict:
+    """What ``sample`` or ``loss`` give on ``inputs``; ``after()`` runs after each call of the model."""
     if kind == "sample":
-        return {"captions": net.sample(inputs["features"], inputs["max_length"])}
+        captions = net.sample(inputs["features"], inputs["max_length"])
+        after()
+        return {"captions": captions}
     outputs = {}
     if "captions" in inputs:
         loss, grads = net.loss(inputs["features"], inputs["captions"])
     else:
         outputs["scores"] = net.loss(inputs["X"])
+        after()
         loss, grads = net.loss(inputs["X"], inputs["y"])
+    after()
     if not isinstance(grads, dict):
         raise TypeError(f"loss must return (loss, grads) with grads a dict; got {type(grads).__name__}")
     return {**outputs, "loss": loss, **{f"grads/{k}": v for k, v in grads.items()}}
@@ -132,16 +145,20 @@ def _compute(net, kind: str, inputs: dict) -> dict:
 
 def _run(model: _Model, kind: str, inputs: dict) -> dict:
     """Build the importable model from the case's constructor arguments; return its initial
-    parameters (``init``), or load the given parameters and return what ``loss``/``sample`` give."""
+    parameters (``init``), or load the given parameters and return what ``loss``/``sample`` give,
+    with the watch's record of what the calls left of the parameters and the data (``inputs`` are
+    the engine's private copies: the model gets these very arrays)."""
     net = _build(model, inputs["init"], inputs["seed"])
     if kind == "init":
         return {f"params/{k}": v for k, v in dict(net.params).items()}
     for key, value in inputs.items():
-        if key not in ("init", "seed") and key not in DATA_KEYS:
+        if key not in ("init", "seed") and key not in DATA_KEYS and not key.startswith("_"):
             if key not in net.params:
                 raise KeyError(f"model.params has no {key!r} (it has {sorted(net.params)})")
-            net.params[key] = np.array(value, copy=True)
-    outputs = _compute(net, kind, inputs)
+            net.params[key] = value
+    record = Watch(inputs)
+    outputs = _compute(net, kind, inputs, lambda: record.after(f"{model.cls}.{kind}"))
+    outputs.update(record.outputs())
     if "loss" in outputs:
         outputs["loss"] = np.asarray(outputs["loss"], dtype=np.float64)
     return outputs
@@ -188,12 +205,10 @@ def judge_init(name: str, weight_scale: float, outputs: dict, expected: dict) ->
 
 
 def _judge(model: _Model, kind: str, outputs: dict, expected: dict, inputs: dict, label: str = "reference"):
+    """``init``: :func:`judge_init`; otherwise every output against the reference model's (the engine
+    judges first that the inputs stayed unchanged, then that the dtypes are the model's)."""
     if kind == "init":
         return judge_init(model.cls, float(inputs["init"].get("weight_scale", 1e-3)), outputs, expected)
-    for key in model.same_dtype:
-        if key in outputs and np.asarray(outputs[key]).dtype != expected[key].dtype:
-            raise AssertionError(f"{model.cls}: {key} has dtype {np.asarray(outputs[key]).dtype}; the model's "
-                                 f"dtype is {expected[key].dtype}")
     return compare(model.cls, outputs, expected, expected_label=label)
 
 
@@ -226,12 +241,18 @@ def _softmax_loss(seed: int, verbose: bool) -> None:
 
 
 def _convnet_loss(seed: int, verbose: bool) -> None:
-    """float32 scores of shape (N, 10) for the seed's network; numerical gradients of a small one."""
+    """float32 scores of shape (N, 10) and float32 gradients for the seed's network; numerical
+    gradients of a small one."""
     cls = _model_class(CONVNET)
-    scores = cls(rng=np.random.default_rng(seed)).loss(np.zeros((2, 1, 28, 28), dtype=np.float32))
+    net = cls(rng=np.random.default_rng(seed))
+    X = np.random.default_rng(seed).standard_normal((2, 1, 28, 28)).astype(np.float32)
+    scores = net.loss(X)
     shape, dtype = np.shape(scores), np.asarray(scores).dtype
     require(shape == (2, 10) and dtype == np.float32,
             f"ConvNet.loss: the seed's network must give float32 scores of shape (2, 10); got {dtype} {shape}")
+    wrong = {k: str(np.asarray(g).dtype) for k, g in net.loss(X, np.array([3, 7]))[1].items()
+             if np.asarray(g).dtype != np.float32}
+    require(not wrong, f"ConvNet.loss: the gradients of a float32 network must be float32; got {wrong}")
     m = cls(input_dim=(2, 8, 8), num_filters=3, filter_size=3, hidden_dim=5, num_classes=4, dtype=np.float64,
             rng=np.random.default_rng(seed))
     case = np.random.default_rng(7 + seed)
@@ -294,7 +315,8 @@ def _captioning_sample(seed: int, verbose: bool) -> None:
 def _target(model: _Model, kind: str, public) -> Target:
     return Target(f"{model.cls}.{kind}", model.module, functools.partial(_draw, model, kind),
                   functools.partial(_run, model, kind), functools.partial(_reference, model, kind),
-                  functools.partial(_judge, model, kind), public=public, seeded=True)
+                  functools.partial(_judge, model, kind), public=public, seeded=True,
+                  watch=_calls(model, kind), held="model.params")
 
 
 TARGETS = (
