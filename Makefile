@@ -6,15 +6,36 @@ STAMP  := $(VENV)/.installed-stamp
 # Tests and benchmarks use the shared data when it is there; the kit never needs it.
 SHARED_DATA := $(abspath $(wildcard ../shared/data))
 
-.PHONY: run test bench report venv clean
+.PHONY: run test test-ui lab bench report venv clean
 
 venv: $(STAMP)
+
+# PyTorch's build. Unset (the default): PyPI's wheels, which install everywhere (on Linux the CUDA
+# build, about 4 GB of NVIDIA libraries). TORCH=cpu: the CPU-only wheels from PyTorch's own index (the
+# same versions, +cpu), for machines without an NVIDIA GPU. .venv remembers the choice in its stamp;
+# to switch, remove .venv. (grading/release/environments.py holds the same index for the release.)
+TORCH_INSTALLED := $(strip $(shell cat $(STAMP) 2>/dev/null))
+TORCH ?= $(TORCH_INSTALLED)
+TORCH_INDEX_cpu := --index-url https://download.pytorch.org/whl/cpu --extra-index-url https://pypi.org/simple
+ifneq ($(filter-out cpu,$(TORCH)),)
+$(error TORCH=$(TORCH): use TORCH=cpu (PyTorch's CPU-only wheels) or leave TORCH unset (PyPI's wheels))
+endif
+ifneq ($(wildcard $(STAMP)),)
+ifneq ($(TORCH),$(TORCH_INSTALLED))
+$(error $(VENV) holds PyTorch $(if $(TORCH_INSTALLED),TORCH=$(TORCH_INSTALLED),from PyPI); remove $(VENV) to install $(if $(TORCH),TORCH=$(TORCH),PyPI's PyTorch))
+endif
+endif
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
-	@touch $@
+	$(PY) -m pip install --quiet -e '.[instructor,dev]' $(TORCH_INDEX_$(TORCH))
+ifeq ($(TORCH),cpu)
+	@# pip falls back to PyPI's CUDA wheel when PyTorch's index cannot be reached: say so, loudly.
+	@$(PY) -c "import importlib.metadata as m, sys; v = m.version('torch'); \
+		sys.exit(0 if v.endswith('+cpu') else f'TORCH=cpu installed torch {v}, not the CPU-only build: is download.pytorch.org reachable? remove $(VENV) and retry')"
+endif
+	@echo '$(TORCH)' > $@
 
 run: $(STAMP)
 	$(PY) -m course.run
@@ -23,6 +44,16 @@ test: $(STAMP)
 	@# Two test workers, one BLAS/OpenMP thread each: oversubscribed BLAS threads spin and crawl.
 	HWLIB_TEST_SHARED_DATA=$(SHARED_DATA) OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 \
 		$(PY) -m pytest -q -n 2 --dist loadfile tests
+
+# The real-browser test alone (make test runs it too): JupyterLab with the course's settings in Debian's
+# Chromium (`apt-get install chromium`), driven by Playwright; screenshots go to build/ui/.
+test-ui: $(STAMP)
+	HWLIB_TEST_SHARED_DATA=$(SHARED_DATA) OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 \
+		$(PY) -m pytest -q -p no:xdist tests/test_ui.py
+
+# JupyterLab with the course's settings (jupyter/settings/overrides.json), README.md first.
+lab: $(STAMP)
+	$(PY) -m hwlib.lab
 
 bench: $(STAMP)
 	$(PY) -m bench

@@ -25,9 +25,12 @@ def execute(notebook: Path, output: Path, parameters: dict | None = None, timeou
     ``papermill.PapermillExecutionError`` naming the failing cell when any cell fails.
     """
     output.parent.mkdir(parents=True, exist_ok=True)
-    env_before = os.environ.get("HWLIB_QUIET")
-    if quiet:
-        os.environ["HWLIB_QUIET"] = "1"  # the kernel inherits it: no progress bars in logs
+    # The kernel inherits the environment. Headless, explorers draw static figures (HWLIB_WIDGETS=0,
+    # even when this runs inside a JupyterLab kernel that would otherwise pass its session on), and
+    # quiet runs show no progress bars in logs.
+    settings = {"HWLIB_WIDGETS": "0", **({"HWLIB_QUIET": "1"} if quiet else {})}
+    before = {name: os.environ.get(name) for name in settings}
+    os.environ.update(settings)
     start = time.perf_counter()
     try:
         papermill.execute_notebook(
@@ -35,9 +38,9 @@ def execute(notebook: Path, output: Path, parameters: dict | None = None, timeou
             kernel_name="python3", language="python", execution_timeout=timeout, progress_bar=False, log_output=False,
         )
     finally:
-        if quiet:
-            if env_before is None:
-                os.environ.pop("HWLIB_QUIET", None)
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
             else:
-                os.environ["HWLIB_QUIET"] = env_before
+                os.environ[name] = value
     return time.perf_counter() - start

@@ -1,6 +1,6 @@
 """Instructor commands: ``python -m grading COMMAND`` (see grading/README.md for the workflow).
 
-  release              build/release/: student notebooks, student hwlib, README, environment.yml, zip
+  release              build/release/: student notebooks, student hwlib, README, install files, zip
   autograde DIR        grade the submissions in DIR (nbgrader layout or per-student zips)
   feedback             regenerate feedback (after the TAs graded the derivations), grades.csv, summary
   export               grades.csv from the gradebook (per-question points)

@@ -54,7 +54,8 @@ class TrainingDiverged(RuntimeError):
 
 # Options of Solver.__init__ after (model, data), for the error message on an unknown one.
 _OPTIONS = ("update_rule", "optim_config", "lr_decay", "batch_size", "num_epochs", "num_train_samples",
-            "num_val_samples", "print_every", "verbose", "seed", "rng", "batch_sampler", "show_progress")
+            "num_val_samples", "print_every", "verbose", "seed", "rng", "batch_sampler", "show_progress",
+            "on_epoch")
 
 
 class Solver:
@@ -79,6 +80,9 @@ class Solver:
       (default 0) or a ``np.random.Generator``; never NumPy's global random state
     - batch_sampler: optional callable ``(rng, batch_size) -> (X_batch, y_batch)``
     - show_progress: show a progress bar over the iterations (always quiet under grading and tests)
+    - on_epoch: optional callable ``(solver) -> None``, called at the end of every epoch (after its
+      accuracy check) and after the last iteration; :func:`hwlib.explore.train_live` redraws the
+      learning curves there
 
     Attributes after :meth:`train`: ``loss_history`` (one loss per iteration), ``train_acc_history``
     and ``val_acc_history`` (one entry per accuracy check), ``check_iterations`` (the iteration
@@ -92,7 +96,7 @@ class Solver:
                  print_every: int = 100, verbose: bool = True, seed: int | None = None,
                  rng: np.random.Generator | None = None,
                  batch_sampler: Callable[[np.random.Generator, int], tuple] | None = None,
-                 show_progress: bool = True, **unknown):
+                 show_progress: bool = True, on_epoch: Callable[["Solver"], None] | None = None, **unknown):
         if unknown:
             raise ValueError(f"Solver: unknown option(s) {', '.join(sorted(unknown))}; valid options: {', '.join(_OPTIONS)}")
 
@@ -156,6 +160,9 @@ class Solver:
         self.print_every = positive_int("Solver", "print_every", print_every)
         self.verbose = bool(verbose)
         self.show_progress = bool(show_progress)
+        if on_epoch is not None and not callable(on_epoch):
+            raise ValueError(f"Solver: on_epoch must be a callable (solver) -> None; got {on_epoch!r}")
+        self.on_epoch = on_epoch
         if rng is not None and seed is not None:
             raise ValueError("Solver: pass either seed or rng, not both")
         if rng is not None and not isinstance(rng, np.random.Generator):
@@ -268,6 +275,8 @@ class Solver:
                     if self.val_acc_history:
                         postfix["val_acc"] = f"{self.val_acc_history[-1]:.3f}"
                     bar.set_postfix(postfix)
+                    if self.on_epoch is not None:
+                        self.on_epoch(self)
         finally:
             bar.close()  # also when the model raises or training diverges
 

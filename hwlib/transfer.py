@@ -228,17 +228,22 @@ def train_transfer(mode: str, model: nn.Module, dataloaders, dataset_sizes, devi
 
 @torch.no_grad()
 def visualize_model(device, dataloaders, model, class_names, num_images: int = 6, *, mean=IMAGENET_MEAN,
-                    std=IMAGENET_STD, columns: int = 3, title: str | None = None):
+                    std=IMAGENET_STD, columns: int = 3, title: str | None = None, indices=None):
     """Show ``num_images`` validation images with the model's prediction and the true label.
 
     The images are spread evenly over the validation set (so classes stored one after the other all
-    show up) and un-normalised with ``mean`` and ``std`` (those of the transforms; ImageNet's by
-    default). A caption is green when the prediction is right, red when wrong (drawn by
-    :func:`hwlib.plots.show_predictions`). Returns the figure.
+    show up), or are the validation images ``indices`` when given (a page of
+    :func:`hwlib.explore.transfer_pager`), and are un-normalised with ``mean`` and ``std`` (those of
+    the transforms; ImageNet's by default). A caption is green when the prediction is right, red
+    when wrong (drawn by :func:`hwlib.plots.show_predictions`). Returns the figure.
     """
     num_images = positive_int("visualize_model", "num_images", num_images)
     dataset = dataloaders["val"].dataset
-    indices = np.unique(np.linspace(0, len(dataset) - 1, min(num_images, len(dataset))).round().astype(int))
+    if indices is None:
+        indices = np.unique(np.linspace(0, len(dataset) - 1, min(num_images, len(dataset))).round().astype(int))
+    elif len(indices) == 0 or not all(0 <= int(i) < len(dataset) for i in indices):
+        raise ValueError(f"visualize_model: indices must be validation image indices in [0, {len(dataset)}); "
+                         f"got {list(indices)[:10]}")
     inputs = torch.stack([dataset[i][0] for i in indices])
     labels = [int(dataset[i][1]) for i in indices]
     was_training = model.training

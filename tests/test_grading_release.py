@@ -18,7 +18,8 @@ from course.execute import source_notebooks
 from course.paths import REPO
 from grading.autograde.sandbox import site_packages
 from grading.nbgrader.course_root import ASSIGNMENT
-from grading.release.build import build_release, student_environment
+from grading.release.build import build_release
+from grading.release.environments import CPU_INDEX_ARGS, pins, release_files
 from grading.release.leaks import scan, secrets
 from grading.release.strip import BEGIN, END, solution_regions, student_modules
 
@@ -47,10 +48,12 @@ def test_layout(release):
     folder = release["folder"]
     names = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
     assert {nb.name for nb in source_notebooks()} <= set(names)
-    assert {"README.md", "environment.yml", "hwlib/__init__.py", "hwlib/layers.py", "hwlib/check/__init__.py",
+    assert {"README.md", "environment.yml", "environment-cpu.yml", "requirements.txt", "hwlib/__init__.py",
+            "hwlib/layers.py", "hwlib/check/__init__.py",
             "hwlib/check/protocol.py"} <= set(names)
     for name in names:
-        assert name.endswith((".ipynb", ".md", ".yml")) or name.startswith("hwlib/"), name
+        assert name.endswith((".ipynb", ".md", ".yml")) or name == "requirements.txt" or name.startswith("hwlib/") \
+            or name in ("jupyter/README.md", "jupyter/settings/overrides.json"), name
         assert not name.startswith(("grading/", "course/", "tests/", "bench/")) and "__pycache__" not in name, name
     with zipfile.ZipFile(release["release"] / f"{ASSIGNMENT}.zip") as zf:
         assert sorted(zf.namelist()) == [f"{ASSIGNMENT}/{n}" for n in names]
@@ -127,13 +130,66 @@ def test_public_checks_fail_on_the_release_and_pass_with_the_reference_put_back(
     assert "FAIL" not in res.stdout and "NOT IMPLEMENTED" not in res.stdout
 
 
-def test_student_environment_is_the_kits_without_the_kit(release):
-    env = (release["folder"] / "environment.yml").read_text()
-    assert env == student_environment()
-    kit = (REPO / "environment.yml").read_text()
-    pins = [line.strip() for line in kit.splitlines() if "==" in line]
-    assert pins and all(pin in env for pin in pins)
-    assert "-e ." not in env
+def test_student_environment_is_the_homeworks_alone(release):
+    """The release installs the student dependencies of pyproject.toml (conda, conda CPU-only, pip), no
+    grading, report or test tool, and its README gives each path's one command."""
+    folder = release["folder"]
+    for name, text in release_files().items():
+        assert (folder / name).read_text() == text, name
+    student = set(pins("student"))
+    requirements = {line for line in (folder / "requirements.txt").read_text().splitlines()
+                    if line and not line.startswith("#")}
+    assert requirements == student
+    conda = (folder / "environment.yml").read_text()
+    assert {line.strip()[2:] for line in conda.splitlines() if "==" in line} == student
+    cpu = (folder / "environment-cpu.yml").read_text()
+    assert "  - pytorch-cpu=2.14.1\n" in cpu and "  - torchvision=0.29.1\n" in cpu and "torch==" not in cpu
+    for name in ("requirements.txt", "environment.yml", "environment-cpu.yml"):
+        text = (folder / name).read_text().lower()
+        for tool in ("nbgrader", "papermill", "pytest", "nbconvert", "mathjax", "notebook==", "-e ."):
+            assert tool not in text, (name, tool)
+    readme = (folder / "README.md").read_text()
+    for command in ("conda env create -f environment.yml", "conda env create -f environment-cpu.yml",
+                    "pip install -r requirements.txt", f"pip install -r requirements.txt {CPU_INDEX_ARGS}"):
+        assert command in readme, command
+
+
+def test_student_environment_has_what_the_release_imports(release):
+    """Every package the release's hwlib and notebooks import comes with the student dependencies (a
+    pin, or what a pin requires): nothing the student environment lacks, nothing only the kit has."""
+    import importlib.metadata as md
+
+    from packaging.requirements import Requirement
+
+    folder = release["folder"]
+    sources = [p.read_text() for p in (folder / "hwlib").rglob("*.py")]
+    for path in sorted(folder.glob("*.ipynb")):
+        sources += ["\n".join(line for line in c.source.splitlines() if not line.lstrip().startswith(("%", "!")))
+                    for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
+    imported = set()
+    for source in sources:
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                imported.add(node.module.split(".")[0])
+    third_party = sorted(imported - set(sys.stdlib_module_names) - {"hwlib", "__future__"})
+    # The distributions the student pins bring, following each installed distribution's requirements.
+    closure, todo = set(), [Requirement(pin) for pin in pins("student")]
+    while todo:
+        req = todo.pop()
+        name = req.name.lower().replace("_", "-")
+        if name in closure or (req.marker and not req.marker.evaluate({"extra": ""})):
+            continue
+        closure.add(name)
+        try:
+            todo += [Requirement(r) for r in (md.requires(req.name) or [])]
+        except md.PackageNotFoundError:  # not installed here (another platform's dependency)
+            pass
+    providers = md.packages_distributions()
+    missing = {module: providers.get(module) for module in third_party
+               if not {d.lower().replace("_", "-") for d in providers.get(module, [])} & closure}
+    assert third_party and not missing, missing
 
 
 def test_student_notebooks(release):

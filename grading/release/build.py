@@ -3,10 +3,11 @@
 ``build/release/hw4/`` holds nbgrader's student notebooks (solutions and hidden tests removed, the
 header in front), the student ``hwlib`` (every solution region replaced by ``raise
 NotImplementedError``: grading/release/strip.py), the student README (grading/release/student_README.md) and
-``environment.yml`` (the kit's, without the line that installs the kit itself). Grading code, tests,
-benchmarks and hidden checks stay behind. Before it returns, the release is checked: no secret of
-grading/release/leaks.py anywhere in the folder or the zip, and every module of the student ``hwlib``
-imports.
+the student's install files ``environment.yml``, ``environment-cpu.yml`` and ``requirements.txt``
+(pyproject.toml's student dependencies, no grading or test tools: grading/release/environments.py).
+Grading code, tests, benchmarks and hidden checks stay behind. Before it returns, the release is
+checked: no secret of grading/release/leaks.py anywhere in the folder or the zip, and every module of
+the student ``hwlib`` imports.
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ from course.registry import Registry, load as load_registry
 
 from ..autograde.sandbox import copy_regular_files, site_packages
 from ..nbgrader.course_root import ASSIGNMENT, assemble, run_converter
+from .environments import release_files
 from .leaks import scan
 
-__all__ = ["build_release", "student_readme", "student_environment", "check_imports"]
+__all__ = ["build_release", "student_readme", "check_imports"]
 
 STUDENT_README = Path(__file__).with_name("student_README.md")
 
@@ -49,14 +51,6 @@ def student_readme(registry: Registry | None = None) -> str:
     if marker not in template:
         raise RuntimeError(f"{STUDENT_README}: the marker line {marker!r} is missing")
     return template.replace(marker, "\n".join(rows))
-
-
-def student_environment(path: Path = REPO / "environment.yml") -> str:
-    """The kit's conda environment, minus the editable install of the kit (students have no pyproject)."""
-    lines = [line for line in path.read_text().splitlines()
-             if line.strip() not in ("- -e .", "- -e .[dev]")]
-    header = "# Generated from the kit's environment.yml by grading/release/build.py (the same pins).\n"
-    return header + "\n".join(lines) + "\n"
 
 
 def check_imports(hwlib_parent: Path) -> None:
@@ -85,7 +79,10 @@ def build_release(course: Path = COURSE, out: Path = RELEASE) -> Path:
     dest = out / ASSIGNMENT
     copy_regular_files(course / "release" / ASSIGNMENT, dest)
     (dest / "README.md").write_text(student_readme())
-    (dest / "environment.yml").write_text(student_environment())
+    for name, text in release_files().items():  # environment.yml, environment-cpu.yml, requirements.txt
+        (dest / name).write_text(text)
+    # The course's JupyterLab settings, as in the kit (`python -m hwlib.lab` starts JupyterLab with them).
+    shutil.copytree(REPO / "jupyter", dest / "jupyter")
     check_imports(dest)
     for junk in dest.rglob("__pycache__"):
         shutil.rmtree(junk)
