@@ -1,0 +1,204 @@
+"""The code the sample submissions put into a student's folder (grading/samples.py builds them).
+
+* correct variants that must get full marks: the naive loop layers of ``bench/naive.py`` (read as
+  text, the one home of those loops), the convolution by the given Q6 formulas;
+* ``BUGS``: one classic mistake per task, as the body of its solution region;
+* hostile code (tries to leave the sandbox, then cheats if anything worked) and forged Q5 observers
+  (a given module edited to report a perfect freeze / finetune).
+"""
+
+from __future__ import annotations
+
+import ast
+import textwrap
+from pathlib import Path
+
+from course.paths import REPO
+
+__all__ = ["NAIVE_CALLS", "naive_body", "LOOP_BODIES", "FORMULA_CONV", "BUGS", "HOSTILE_TARGETS", "hostile_prelude",
+           "HOSTILE_CHEAT", "FORGED", "forged_checks"]
+
+
+# --- variants that must get full marks ---------------------------------------------------------
+
+NAIVE = REPO / "bench" / "naive.py"   # the naive loop layers, kept once (bench times them)
+# What each solution region does with the naive layer defined in front of it. bench/naive.py's ReLU and
+# softmax loops compute in float64 whatever the input (np.zeros allocates float64): the sample casts their
+# results back to the input's dtype, as the checks require (float32 in gives float32 out).
+NAIVE_CALLS = {
+    "fc_forward": "out, _ = naive_fc_forward(x, w, b)",
+    "fc_backward": "dx, dw, db = naive_fc_backward(dout, cache)",
+    "relu_forward": "out, _ = naive_relu_forward(x)\nout = out.astype(x.dtype)",
+    "relu_backward": "dx = naive_relu_backward(dout, cache).astype(dout.dtype)",
+    "softmax_loss": "loss, dx = naive_softmax_loss(x, y)\ndx = dx.astype(x.dtype)",
+    "conv_forward": "out, cache = naive_conv_forward(x, w)",
+    "conv_backward": "dx, dw = naive_conv_backward(dout, cache)",
+}
+
+
+def naive_body(function: str, call: str | None = None) -> str:
+    """A solution region holding bench/naive.py's loop version of ``function`` and the call of it.
+
+    The source is read as text (importing ``bench`` would pin the thread counts of this process)
+    and defined in place as ``naive_<function>``: a submission has no ``bench/`` to import from.
+    """
+    source = NAIVE.read_text()
+    node = next((n for n in ast.parse(source).body if isinstance(n, ast.FunctionDef) and n.name == function), None)
+    if node is None:
+        raise ValueError(f"{NAIVE.relative_to(REPO)} has no function {function}")
+    definition = ast.get_source_segment(source, node).replace(f"def {function}(", f"def naive_{function}(", 1)
+    return definition + "\n" + (call or NAIVE_CALLS[function]) + "\n"
+
+
+def _changed(body: str, old: str, new: str) -> str:
+    """``body`` with ``old`` replaced by ``new``; raises if ``old`` is not there (the bug would silently vanish)."""
+    if old not in body:
+        raise ValueError(f"cannot plant a bug: {old!r} is not in\n{body}")
+    return body.replace(old, new)
+
+
+LOOP_BODIES = {function: naive_body(function) for function in NAIVE_CALLS}
+
+# The convolution by the Q6 formulas of the given module hwlib/conv_formulas.py (a student may call them).
+FORMULA_CONV = {
+    "conv_forward": """
+        from .conv_formulas import conv_by_definition
+        out, cache = conv_by_definition(x, w), (x, w)
+    """,
+    "conv_backward": """
+        from .conv_formulas import dk_by_formula, dx_by_formula
+        x, w = cache
+        dx, dw = dx_by_formula(dout, w), dk_by_formula(x, dout)
+    """,
+}
+
+# Bugs, each the body of one solution region (our own code: the samples do not depend on how the
+# reference is written, only on the function signatures and the given code around the regions).
+BUGS = {
+    "fc_db": ("layers.py", {"fc_backward": LOOP_BODIES["fc_backward"] + "db = dout  # BUG: not summed over the batch\n"}),
+    "conv_dw": ("layers.py", {"conv_forward": LOOP_BODIES["conv_forward"], "conv_backward": _changed(
+        LOOP_BODIES["conv_backward"], "dw[f] += dout[n, f, i, j] * x[n, :, i:i + HH, j:j + WW]",
+        "dw[f] += dout[n, f, i, j] * x[n, :, i:i + HH, j:j + WW] if n == 0 else 0  # BUG: first sample only")}),
+    "softmax_shift": ("layers.py", {"softmax_loss": """
+        N = x.shape[0]
+        probs = np.exp(x) / np.exp(x).sum(axis=1, keepdims=True)  # BUG: no max shift (overflows)
+        loss = float(-np.log(probs[np.arange(N), y]).mean())
+        dx = probs.copy()
+        dx[np.arange(N), y] -= 1
+        dx /= N
+    """}),
+    "hang": ("layers.py", {"relu_forward": """
+        while True:  # BUG: never returns
+            pass
+    """}),
+    "crash": ("layers.py", {"fc_backward": """
+        import os
+        os._exit(3)  # BUG: kills its own process
+    """}),
+    "temporal_fc_db": ("rnn_layers.py", {"temporal_fc_backward": """
+        dx = dout @ w.T
+        dw = x.reshape(N * T, D).T @ dout.reshape(N * T, M)
+        db = dout[:, -1].sum(axis=0)  # BUG: the last time step only, not summed over time
+    """}),
+    "caption_mask": ("rnn_layers.py", {"temporal_softmax_loss": """
+        shifted = x - x.max(axis=2, keepdims=True)
+        log_probs = shifted - np.log(np.exp(shifted).sum(axis=2, keepdims=True))
+        picked = np.take_along_axis(log_probs, y[..., None], axis=2)[..., 0]
+        loss = float(-picked.sum() / N)  # BUG: the mask is ignored: <NULL> targets count
+        dx = np.exp(log_probs)
+        np.put_along_axis(dx, y[..., None], np.take_along_axis(dx, y[..., None], axis=2) - 1, axis=2)
+        dx /= N
+    """}),
+    "freeze_backbone": ("transfer.py", {"freeze": """
+        num_ftrs = old_head.in_features  # BUG: the backbone is never frozen
+        _set_head(model, head, nn.Linear(num_ftrs, num_classes).to(old_head.weight.device))
+    """}),
+    # Right values, but the caller's arrays are destroyed, or only C-ordered inputs work, or the dtype
+    # is lost: the checks look beyond the returned values (hwlib/check/watch.py).
+    "relu_inplace": ("layers.py", {"relu_forward": """
+        x[x < 0] = 0  # BUG: clamps the caller's array in place
+        return x, x
+    """}),
+    "conv_dout": ("layers.py", {"conv_forward": LOOP_BODIES["conv_forward"],
+                                "conv_backward": LOOP_BODIES["conv_backward"] + "dout[...] = 0  # BUG: zeroes the caller's dout\n"}),
+    "conv_c_order": ("layers.py", {"conv_forward": """
+        N, C, H, W = x.shape
+        F, _, HH, WW = w.shape
+        s = x.itemsize  # BUG: strides computed from the shape (right for a C-ordered x only; x.strides is right)
+        windows = np.lib.stride_tricks.as_strided(x, shape=(N, C, H - HH + 1, W - WW + 1, HH, WW),
+                                                  strides=(C * H * W * s, H * W * s, W * s, s, W * s, s))
+        out = np.einsum("nchwij,fcij->nfhw", windows, w)
+        cache = (x, w)
+    """, "conv_backward": LOOP_BODIES["conv_backward"]}),
+    "pool_float64": ("layers.py", {
+        "max_pool_forward": _changed(
+            naive_body("max_pool_forward", "out, cache = naive_max_pool_forward(x, pool_param)"),
+            "out = np.empty((N, C, Ho, Wo), dtype=x.dtype)", "out = np.zeros((N, C, Ho, Wo))  # BUG: float64 always"),
+        "max_pool_backward": naive_body("max_pool_backward", "dx = naive_max_pool_backward(dout, cache)")}),
+}
+
+HOSTILE_TARGETS = ("course/questions/q1_layers.toml", "grading/autograde/hidden.py", "hwlib/layers.py",
+                   "build/course/gradebook.db")
+
+
+def hostile_prelude(repo: Path) -> str:
+    """Code run on import of the hostile layers.py: it tries to get out; if anything works, it cheats.
+
+    Every attempt is harmless where it succeeds by mistake (a signal 0 to init only tests permission).
+    """
+    reads = [str(repo / t) for t in HOSTILE_TARGETS] + ["../../perfect/submission/hwlib/layers.py", "/etc/shadow"]
+    writes = [str(repo / "HOSTILE_WAS_HERE"), str(repo / "build" / "course" / "HOSTILE_WAS_HERE"),
+              "../../HOSTILE_WAS_HERE", "../../perfect/submission/hwlib/layers.py"]
+    return textwrap.dedent(f'''
+        # --- a hostile submission: each attempt below must fail in the grading sandbox -----------
+        import os as _os, signal as _signal, socket as _socket
+        _BREACHED = []
+
+        def _attempt(what, action, breach=True):
+            try:
+                action()
+                if breach:
+                    _BREACHED.append(what)
+                print("HOSTILE: succeeded:", what)
+            except BaseException as exc:  # noqa: BLE001
+                print("HOSTILE: blocked:", what, type(exc).__name__)
+
+        for _path in {reads!r}:
+            _attempt("read " + _path, lambda p=_path: print(open(p, "rb").read(200)))
+        for _path in {writes!r}:
+            _attempt("write " + _path, lambda p=_path: open(p, "w").write("pwned"))
+        _attempt("write /tmp (private to the sandbox)", lambda: open("/tmp/HOSTILE_WAS_HERE", "w").write("x"), breach=False)
+        _attempt("connect 1.1.1.1:53", lambda: _socket.create_connection(("1.1.1.1", 53), timeout=2))
+        _attempt("connect 10.0.0.1:80", lambda: _socket.create_connection(("10.0.0.1", 80), timeout=2))
+        _attempt("signal init (permission probe)", lambda: _os.kill(1, 0))
+        _attempt("allocate 64 GB", lambda: bytearray(64 << 30))
+        _attempt("become root", lambda: _os.setuid(0))
+        # -------------------------------------------------------------------------------------------
+    ''')
+
+
+HOSTILE_CHEAT = """
+
+if _BREACHED:  # something got out: the hostile code now tries to cheat, which would show in its score
+    def fc_forward(x, w, b):
+        return None, None
+"""
+
+
+FORGED = "hwlib/check/transfer_observe.py"   # the given module the forged-checks sample edits
+
+
+def forged_checks() -> bytes:
+    """The kit's hwlib/check/transfer_observe.py with observers that report a perfect freeze / finetune
+    without building anything. The sandbox runs the observers, so the grader must reset the given
+    modules (those without solution regions) to the kit's version before it runs anything."""
+    forged = '''
+
+def observe_head(func, num_classes, seed):  # FORGED: reports what a correct implementation shows
+    head = ["fc.weight", "fc.bias"]
+    names = head if func == "freeze" else [f"layer{i}.weight" for i in range(60)] + head
+    return {"returned_is_model": True, "returned_type": "ResNet", "head_type": "Linear", "head_is_linear": True,
+            "head_is_new": True, "head_shape": [512, num_classes], "trainable": names, "changed": names,
+            "output_shape": [2, num_classes], "num_parameters": 62}
+'''
+    return ((REPO / FORGED).read_text() + forged).encode()
