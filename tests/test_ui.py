@@ -183,13 +183,16 @@ def _menu(page, menu: str, item: str) -> None:
 
 
 def _wait_until_done(page, timeout: float) -> float:
-    """Seconds until no cell is queued or running and the kernel is idle."""
+    """Seconds until the run has started (the first code cell has an execution count: on a cold start
+    the kernel may still be idle, with nothing queued yet, well after Run All was clicked), no cell is
+    queued or running, and the kernel is idle."""
     start = time.monotonic()
     time.sleep(1.0)
     while time.monotonic() - start < timeout:
         prompts = _panel(page).locator(".jp-CodeCell .jp-InputPrompt").all_inner_texts()
         idle = _panel(page).locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").count() > 0
-        if idle and not any("*" in p for p in prompts):
+        started = bool(prompts) and any(ch.isdigit() for ch in prompts[0])
+        if started and idle and not any("*" in p for p in prompts):
             return time.monotonic() - start
         time.sleep(0.5)
     raise AssertionError(f"the notebook was still running after {timeout:.0f} s")
@@ -202,12 +205,20 @@ def _run_all(page) -> float:
 
 
 def _save_and_read(page, path: Path) -> nbformat.NotebookNode:
+    """Save the notebook in JupyterLab and read the file back once the server has finished writing it
+    (its modification time changes when the write begins: a read then can see a half-written file)."""
     before = path.stat().st_mtime_ns
     _menu(page, "File", "Save Notebook")
     deadline = time.monotonic() + 30
     while path.stat().st_mtime_ns == before and time.monotonic() < deadline:
         time.sleep(0.2)
-    return nbformat.read(path, as_version=4)
+    while True:
+        try:
+            return nbformat.read(path, as_version=4)
+        except (ValueError, nbformat.reader.NotJSONError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def _errors(nb) -> list[str]:
