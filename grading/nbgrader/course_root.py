@@ -55,10 +55,11 @@ def assemble(course: Path = COURSE) -> Path:
     if source.exists():
         shutil.rmtree(source)
     source.mkdir(parents=True)
-    for stem in load_registry().notebooks:
+    registry = load_registry()
+    for stem in registry.notebooks:
         nbformat.write(without_instructor_cells(nbformat.read(NOTEBOOKS / f"{stem}.ipynb", as_version=4)),
                        source / f"{stem}.ipynb")
-    stripped = strip_tree(HWLIB, source / "hwlib", stub_messages(load_registry()))
+    stripped = strip_tree(HWLIB, source / "hwlib", stub_messages(registry))
     _copy_package_data(HWLIB, source / "hwlib")
     modules = sorted(f"hwlib/{p.as_posix()}" for p in stripped)
     # A dot-file: nbgrader ignores it (CourseDirectory.ignore), so it reaches no release.

@@ -22,7 +22,7 @@ layout, and keep the dtype. :mod:`.protocol` (the files between the grader and i
 
 from __future__ import annotations
 
-from . import engine, layers, models, rnn, transfer, watch
+from . import engine, layers, models, rnn, transfer
 from .engine import NUMERICAL_FLOOR_SCALE, THRESHOLDS, Target, check_model_gradients, compare, describe
 
 __all__ = ["TARGETS", "Target", "target", "select", "draw", "run", "reference", "judge", "check", "compare",
