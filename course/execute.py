@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 from pathlib import Path
 
+import nbformat
 import papermill
 
-from .registry import load as load_registry
+from .registry import load as load_registry, profile_cells
 
 
 def source_notebooks() -> list[Path]:
@@ -21,10 +23,16 @@ def execute(notebook: Path, output: Path, parameters: dict | None = None, timeou
     """Run ``notebook`` from a fresh kernel into ``output``; return the wall time in seconds.
 
     The kernel runs in the notebook's folder (so ``import hwlib`` finds the kit), with the
-    ``parameters`` injected after the cell tagged ``parameters``. Raises
-    ``papermill.PapermillExecutionError`` naming the failing cell when any cell fails.
+    ``parameters`` injected after the cell tagged ``parameters``. The notebook runs as the course's
+    profile has it (:func:`course.registry.profile_cells`: the other profile's text and checks left
+    out). Raises ``papermill.PapermillExecutionError`` naming the failing cell when any cell fails.
     """
     output.parent.mkdir(parents=True, exist_ok=True)
+    nb = profile_cells(nbformat.read(notebook, as_version=4), load_registry())
+    # Written beside the original: the kernel's folder and relative paths stay the notebook's.
+    handle, staged = tempfile.mkstemp(suffix=".ipynb", prefix=f".{notebook.stem}-", dir=notebook.parent)
+    os.close(handle)
+    nbformat.write(nb, staged)
     # The kernel inherits the environment. Headless, explorers draw static figures (HWLIB_WIDGETS=0,
     # even when this runs inside a JupyterLab kernel that would otherwise pass its session on), and
     # quiet runs show no progress bars in logs.
@@ -34,10 +42,11 @@ def execute(notebook: Path, output: Path, parameters: dict | None = None, timeou
     start = time.perf_counter()
     try:
         papermill.execute_notebook(
-            str(notebook), str(output), parameters=parameters or {}, cwd=str(notebook.parent),
+            staged, str(output), parameters=parameters or {}, cwd=str(notebook.parent),
             kernel_name="python3", language="python", execution_timeout=timeout, progress_bar=False, log_output=False,
         )
     finally:
+        os.unlink(staged)
         for name, value in before.items():
             if value is None:
                 os.environ.pop(name, None)

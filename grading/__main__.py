@@ -1,9 +1,12 @@
 """Instructor commands: ``python -m grading COMMAND`` (see grading/README.md for the workflow).
 
   release              build/release/: student notebooks, student hwlib, README, install files, zip
-  autograde DIR        grade the submissions in DIR (nbgrader layout or per-student zips)
-  feedback             regenerate feedback (after the TAs graded the derivations), grades.csv, summary
-  export               grades.csv from the gradebook (per-question points)
+  autograde DIR        grade the submissions in DIR (nbgrader layout or per-student zips);
+                       --student ID (repeatable) regrades those students only
+  feedback             regenerate feedback (after the TAs graded the derivations, or a changed late
+                       policy), the grade files, summary
+  export               the grade files: --format plain,canvas,gradescope (default all; see
+                       grading/autograde/export.py)
   samples DIR          write the generated sample submissions (for trying the pipeline)
   isolation            print which sandbox isolation this machine gives
 """
@@ -41,9 +44,22 @@ def main(argv=None) -> int:
     ag.add_argument("--no-nbgrader-feedback", action="store_true", help="only grading_report.html (faster)")
     ag.add_argument("--data-root", type=Path, default=None, help="data folder, mounted read-only at /data")
     ag.add_argument("--keep-sandboxes", action="store_true", help="keep the sandbox folders (debugging)")
-    for name in ("feedback", "export"):
-        p = sub.add_parser(name)
-        p.add_argument("--course", type=Path, default=COURSE)
+    ag.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                    help="(not available yet: grading on a Dask cluster is in progress) grade on the workers of this Dask scheduler; --workers then counts "
+                         "the local processes preparing submissions and writing feedback")
+    ag.add_argument("--allow-weak-isolation", action="store_true",
+                    help="with --scheduler: let workers without full sandbox isolation grade (each student "
+                         "graded there is flagged); by default such workers are refused")
+    ag.add_argument("--student", action="append", default=None, metavar="ID",
+                    help="grade only this student (the id as grades.csv spells it); repeat for more. The "
+                         "others' results, feedback and grades stay as they are")
+    _export_options(ag, "--export")
+    fb = sub.add_parser("feedback", help="regenerate feedback, grade files and summary")
+    fb.add_argument("--course", type=Path, default=COURSE)
+    _export_options(fb, "--export")
+    ex = sub.add_parser("export", help="write the grade files")
+    ex.add_argument("--course", type=Path, default=COURSE)
+    _export_options(ex, "--format")
     sp = sub.add_parser("samples", help="write the generated sample submissions")
     sp.add_argument("dest", type=Path)
     sp.add_argument("--zip", action="store_true", help="as per-student zips instead of folders")
@@ -65,16 +81,24 @@ def main(argv=None) -> int:
                             notebooks=tuple(args.notebooks.split(",")) if args.notebooks else None,
                             execute_students=tuple(args.execute_only.split(",")) if args.execute_only else None,
                             budget_scale=args.budget_scale, nbgrader_feedback=not args.no_nbgrader_feedback,
-                            reuse_checks=args.reuse_checks)
+                            reuse_checks=args.reuse_checks, scheduler=args.scheduler,
+                            allow_weak_isolation=args.allow_weak_isolation,
+                            students=tuple(args.student) if args.student else None, exports=args.formats,
+                            roster=args.roster, canvas_assignment=args.canvas_assignment)
         autograde(args.source, settings)
-    elif args.command == "feedback":
-        from .autograde.feedback import class_summary, export_csv, generate
+    elif args.command in ("feedback", "export"):
+        from .autograde import export
+        from .autograde.feedback import class_summary, generate
         from .autograde.gradebook import load_results
-        generate(args.course, sorted(load_results(args.course)))
-        print(f"grades: {export_csv(args.course)}; summary: {class_summary(args.course)}")
-    elif args.command == "export":
-        from .autograde.feedback import export_csv
-        print(f"grades: {export_csv(args.course)}")
+        if args.command == "feedback":
+            generate(args.course, sorted(load_results(args.course)))
+        try:
+            written = export.write(args.course, args.formats, roster=args.roster,
+                                   canvas_assignment=args.canvas_assignment)
+        except ValueError as exc:
+            parser.error(str(exc))
+        print("grades: " + ", ".join(str(p) for p in written.values())
+              + (f"; summary: {class_summary(args.course)}" if args.command == "feedback" else ""))
     elif args.command == "samples":
         from .samples import write_samples
         for sample in write_samples(args.dest, as_zip=args.zip):
@@ -84,6 +108,29 @@ def main(argv=None) -> int:
         for key, value in isolation().items():
             print(f"{key}: {value}")
     return 0
+
+
+def _export_options(parser, flag: str) -> None:
+    """The grade files' options (grading/autograde/export.py), under ``flag`` (--export or --format)."""
+    from .autograde.export import parse_formats
+    parser.add_argument(flag, dest="formats", type=_checked(parse_formats), default="all",
+                        metavar="FORMATS", help="grade files: plain (grades.csv), canvas, gradescope, "
+                                                "comma-separated, or all (the default)")
+    parser.add_argument("--roster", type=Path, default=None,
+                        help="the LMS's roster CSV (Canvas: Grades -> Export): names, SIS ids, sections, emails")
+    parser.add_argument("--canvas-assignment", default=None, metavar="COLUMN",
+                        help="Canvas's column of the assignment, 'HW4 (123456)' or just its id 123456 "
+                             "(default: found in the roster)")
+
+
+def _checked(parse):
+    """An argparse type from a parser raising ValueError (its message becomes the usage error)."""
+    def convert(text):
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    return convert
 
 
 def _literal(text: str):

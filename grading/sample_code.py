@@ -2,6 +2,7 @@
 
 * correct variants that must get full marks: the naive loop layers of ``bench/naive.py`` (read as
   text, the one home of those loops), the convolution by the given Q6 formulas;
+* the convolution by PyTorch: right values, but against the NumPy-only policy of Q3;
 * ``BUGS``: one classic mistake per task, as the body of its solution region;
 * hostile code (tries to leave the sandbox, then cheats if anything worked) and forged Q5 observers
   (a given module edited to report a perfect freeze / finetune).
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from course.paths import REPO
 
-__all__ = ["NAIVE_CALLS", "naive_body", "LOOP_BODIES", "FORMULA_CONV", "BUGS", "HOSTILE_TARGETS", "hostile_prelude",
+__all__ = ["NAIVE_CALLS", "naive_body", "LOOP_BODIES", "FORMULA_CONV", "TORCH_CONV", "BUGS", "HOSTILE_TARGETS", "hostile_prelude",
            "HOSTILE_CHEAT", "FORGED", "forged_checks"]
 
 
@@ -72,6 +73,25 @@ FORMULA_CONV = {
     """,
 }
 
+# Right values by the wrong means: the convolution by PyTorch, which Q3's NumPy-only policy forbids
+# (course/questions/q3_cnn_mnist.toml; grading/autograde/policy.py): the values pass every hidden case.
+TORCH_CONV = {
+    "conv_forward": """
+        import torch
+        dtype = np.result_type(x, w)
+        xt, wt = (torch.from_numpy(np.array(a, dtype=dtype)) for a in (x, w))
+        out, cache = torch.nn.functional.conv2d(xt, wt).numpy(), (x, w)
+    """,
+    "conv_backward": """
+        import torch
+        x, w = cache
+        dtype = np.result_type(x, w, dout)
+        xt, wt = (torch.from_numpy(np.array(a, dtype=dtype)).requires_grad_() for a in (x, w))
+        torch.nn.functional.conv2d(xt, wt).backward(torch.from_numpy(np.array(dout, dtype=dtype)))
+        dx, dw = xt.grad.numpy(), wt.grad.numpy()
+    """,
+}
+
 # Bugs, each the body of one solution region (our own code: the samples do not depend on how the
 # reference is written, only on the function signatures and the given code around the regions).
 BUGS = {
@@ -109,9 +129,32 @@ BUGS = {
         np.put_along_axis(dx, y[..., None], np.take_along_axis(dx, y[..., None], axis=2) - 1, axis=2)
         dx /= N
     """}),
-    "freeze_backbone": ("transfer.py", {"freeze": """
-        num_ftrs = old_head.in_features  # BUG: the backbone is never frozen
-        _set_head(model, head, nn.Linear(num_ftrs, num_classes).to(old_head.weight.device))
+    "freeze_all_params": ("transfer.py", {"freeze": """
+        model = pretrained()
+        for param in model.parameters():
+            param.requires_grad = False
+        model.fc = nn.Linear(model.fc.in_features, num_classes)
+        model = model.to(device)
+        criterion = nn.CrossEntropyLoss()
+        optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)  # BUG: not the new head's only
+        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=gamma)
+        model = train_model(device, dataloaders, dataset_sizes, model, criterion, optimizer, scheduler,
+                            num_epochs=num_epochs, verbose=verbose)
+    """}),
+    "train_model_grads": ("transfer.py", {"train_model": """
+        model.train(phase == "train")
+        for inputs, labels in batches:
+            inputs, labels = inputs.to(device), labels.to(device)
+            with torch.set_grad_enabled(phase == "train"):  # BUG: the gradients are never zeroed
+                outputs = model(inputs)
+                loss = criterion(outputs, labels)
+                if phase == "train":
+                    loss.backward()
+                    optimizer.step()
+            running_loss += loss.item() * inputs.size(0)
+            running_corrects += int((outputs.argmax(dim=1) == labels).sum())
+        if phase == "train" and scheduler is not None:
+            scheduler.step()
     """}),
     # Right values, but the caller's arrays are destroyed, or only C-ordered inputs work, or the dtype
     # is lost: the checks look beyond the returned values (hwlib/check/watch.py).
@@ -189,16 +232,21 @@ FORGED = "hwlib/check/transfer_observe.py"   # the given module the forged-check
 
 
 def forged_checks() -> bytes:
-    """The kit's hwlib/check/transfer_observe.py with observers that report a perfect freeze / finetune
-    without building anything. The sandbox runs the observers, so the grader must reset the given
+    """The kit's hwlib/check/transfer_observe.py with an observer that reports a perfect freeze / finetune
+    without calling anything. The sandbox runs the observers, so the grader must reset the given
     modules (those without solution regions) to the kit's version before it runs anything."""
     forged = '''
 
-def observe_head(func, num_classes, seed):  # FORGED: reports what a correct implementation shows
+def observe_scenario(func, settings, seed):  # FORGED: reports what a correct implementation shows
     head = ["fc.weight", "fc.bias"]
-    names = head if func == "freeze" else [f"layer{i}.weight" for i in range(60)] + head
-    return {"returned_is_model": True, "returned_type": "ResNet", "head_type": "Linear", "head_is_linear": True,
-            "head_is_new": True, "head_shape": [512, num_classes], "trainable": names, "changed": names,
-            "output_shape": [2, num_classes], "num_parameters": 62}
+    names = ["features.0.weight", "features.1.weight", "features.1.bias"] + head
+    lr, gamma, step_size, epochs = settings["lr"], settings["gamma"], settings["step_size"], settings["num_epochs"]
+    return {"calls": 1, "pretrained_calls": 1, "from_pretrained": True, "not_loaded": [], "returned_is_trained": True,
+            "head_is_linear": True, "head_type": "Linear", "head_is_new": True, "names": names,
+            "head_shape": [settings["num_ftrs"], settings["num_classes"]], "foreign": 0, "passed_through": True,
+            "trainable": head if func == "freeze" else names, "optimized": head if func == "freeze" else names,
+            "is_sgd": True, "optimizer_type": "SGD", "group_lr": [lr], "group_momentum": [settings["momentum"]],
+            "criterion_type": "CrossEntropyLoss", "criterion_error": 0.0, "criterion_problem": "", "train_error": "",
+            "epochs_passed": epochs, "epoch_lr": [lr * gamma ** (e // step_size) for e in range(epochs)]}
 '''
     return ((REPO / FORGED).read_text() + forged).encode()

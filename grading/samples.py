@@ -26,7 +26,7 @@ from course.registry import load as load_registry
 
 from .nbgrader.course_root import ASSIGNMENT
 from .release.strip import BEGIN, END, solution_regions, student_modules
-from .sample_code import (BUGS, FORGED, FORMULA_CONV, HOSTILE_CHEAT, HOSTILE_TARGETS, LOOP_BODIES,
+from .sample_code import (BUGS, FORGED, FORMULA_CONV, HOSTILE_CHEAT, HOSTILE_TARGETS, LOOP_BODIES, TORCH_CONV,
                           forged_checks, hostile_prelude)
 
 __all__ = ["Sample", "samples", "write_samples", "expected_points", "HOSTILE_TARGETS"]
@@ -41,6 +41,7 @@ class Sample:
     answered: bool = True                        # derivations filled in (graded by hand later)
     missing_notebooks: tuple = ()                # notebooks not in the submission (or unreadable)
     hostile: bool = False
+    needs: tuple = ()                            # functions it gets wrong: it exists where one is assigned
 
 
 def expected_points(sample: Sample, groups: dict) -> dict[str, float]:
@@ -159,10 +160,12 @@ def samples(release: Path = RELEASE / ASSIGNMENT) -> list[Sample]:
                bug("temporal_fc_db"),
                loses=_cases_with_target("temporal_fc", "CaptioningRNN.loss")),
         Sample("bug-caption-mask", "temporal_softmax_loss ignores the mask (the <NULL> padding counts)",
-               bug("caption_mask"),
+               bug("caption_mask"), needs=("temporal_softmax_loss",),
                loses=_cases_with_target("temporal_softmax", "CaptioningRNN.loss")),
-        Sample("bug-freeze", "freeze leaves the backbone trainable", bug("freeze_backbone"),
-               loses=_cases_with_target("freeze")),
+        Sample("bug-freeze", "freeze optimises every parameter (SGD over model.parameters(), not the new "
+                             "head's only)", bug("freeze_all_params"), loses=_cases_with_target("freeze")),
+        Sample("bug-train-model-grads", "train_model never zeroes the gradients (they pile up batch after batch)",
+               bug("train_model_grads"), loses=_cases_with_target("train_model")),
         Sample("hang", "relu_forward loops forever", bug("hang"), loses={"q1-relu-test": "all"}),
         Sample("crash", "fc_backward kills its process (os._exit)", bug("crash"), loses={"q1-fc-test": "all"}),
         Sample("deleted-tests", "test cells deleted from the notebook (code correct)",
@@ -175,7 +178,7 @@ def samples(release: Path = RELEASE / ASSIGNMENT) -> list[Sample]:
         Sample("forged-checks", "Q5 not done, and the given module hwlib/check/transfer_observe.py edited so that "
                                 "its observers report a perfect freeze and finetune",
                {**perfect, "hwlib/transfer.py": blank["hwlib/transfer.py"], FORGED: forged_checks()},
-               loses=_cases_with_target("freeze", "finetune", "train_model")),
+               loses=_cases_with_target("freeze", "finetune", "train_model", "visualize_model")),
         Sample("invalid-json", "01_layers.ipynb is not valid JSON (code correct)",
                {**perfect, "01_layers.ipynb": perfect["01_layers.ipynb"][: len(perfect["01_layers.ipynb"]) // 2]},
                missing_notebooks=("01_layers",)),
@@ -200,8 +203,21 @@ def samples(release: Path = RELEASE / ASSIGNMENT) -> list[Sample]:
                with_layers(layers_with(LOOP_BODIES))),
         Sample("variant-formula-conv", "convolution by the Q6 formulas of the given hwlib/conv_formulas.py",
                with_layers(layers_with(FORMULA_CONV))),
+        Sample("policy-torch-conv", "conv_forward and conv_backward by torch.nn.functional: right values, "
+                                    "but Q3 is NumPy only", with_layers(layers_with(TORCH_CONV)),
+               loses=_policy_loses("Q3", "conv")),
     ]
-    return out
+    # A bug in code the course's profile gives (the seed's temporal_softmax_loss) is no student's bug.
+    given = set(load_registry().given)
+    return [sample for sample in out if not (sample.needs and set(sample.needs) <= given)]
+
+
+def _policy_loses(question: str, task: str) -> dict:
+    """What breaking the code policy of ``task`` costs, as the course sets it: its cell ("zero"), or
+    nothing ("flag": the points stay, the feedback flags it)."""
+    from .autograde.policy import load
+    rule = next(r for r in load() if r.question == question and r.task == task)
+    return {rule.cell: "all"} if rule.consequence == "zero" else {}
 
 
 def _edit_test_cell(grade_id: str, source: str):

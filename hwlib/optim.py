@@ -30,7 +30,10 @@ adam          learning_rate [1e-3], beta1 [0.9], beta2 [0.999], epsilon [1e-8];
 An unknown key (a typo like ``learning_rat``) raises ``ValueError`` naming it, instead of being
 silently ignored while the default learning rate trains the model.
 
-The update rules are given code (students use them through the Solver, as in the homework).
+In the course's ``seed`` profile the update rules are given code (students use them through the
+Solver, as in the homework). In its ``extended`` profile (course/course.toml) students write the core
+of ``sgd_momentum``, ``rmsprop`` and ``adam``: the code between ``### BEGIN SOLUTION`` and
+``### END SOLUTION``, which that profile's student release replaces with a stub for them to fill in.
 """
 
 from __future__ import annotations
@@ -142,10 +145,11 @@ def sgd_momentum(w, dw, config=None):
     """
     w, dw, config = _prepare("sgd_momentum", w, dw, config)
     _state("sgd_momentum", config, "velocity", w)
-    v = config["velocity"]
-    v = config["momentum"] * v - config["learning_rate"] * dw
+    ### BEGIN SOLUTION
+    v = config["momentum"] * config["velocity"] - config["learning_rate"] * dw
     next_w = w + v
     config["velocity"] = v
+    ### END SOLUTION
     return next_w, config
 
 
@@ -159,10 +163,11 @@ def rmsprop(w, dw, config=None):
     """
     w, dw, config = _prepare("rmsprop", w, dw, config)
     _state("rmsprop", config, "cache", w)
-    cache = config["cache"]
-    cache = config["decay_rate"] * cache + (1 - config["decay_rate"]) * dw**2
+    ### BEGIN SOLUTION
+    cache = config["decay_rate"] * config["cache"] + (1 - config["decay_rate"]) * dw**2
     next_w = w - config["learning_rate"] * dw / (np.sqrt(cache) + config["epsilon"])
     config["cache"] = cache
+    ### END SOLUTION
     return next_w, config
 
 
@@ -185,15 +190,16 @@ def adam(w, dw, config=None):
     config.setdefault("t", 0)
     t = config["t"]
     require(isinstance(t, (int, np.integer)) and t >= 0, "adam", f"config['t'] must be an integer >= 0; got {t!r}")
-    m, v = config["m"], config["v"]
-    t = t + 1
+    ### BEGIN SOLUTION
+    t = int(t) + 1
     beta1, beta2 = config["beta1"], config["beta2"]
-    m = beta1 * m + (1 - beta1) * dw
-    v = beta2 * v + (1 - beta2) * dw**2
+    m = beta1 * config["m"] + (1 - beta1) * dw
+    v = beta2 * config["v"] + (1 - beta2) * dw**2
     m_hat = m / (1 - beta1**t)
     v_hat = v / (1 - beta2**t)
     next_w = w - config["learning_rate"] * m_hat / (np.sqrt(v_hat) + config["epsilon"])
-    config["t"], config["m"], config["v"] = int(t), m, v
+    config["t"], config["m"], config["v"] = t, m, v
+    ### END SOLUTION
     return next_w, config
 
 

@@ -1,22 +1,25 @@
-"""Transfer learning in PyTorch (Q5): what you write, and the recipe that uses it.
+"""Transfer learning in PyTorch (Q5): the four functions of the seed's experiment.
 
-The seed's experiment: a torchvision ResNet-18 pretrained on ImageNet learns to tell ants from bees
-(``hymenoptera_data``, 244 training images) in two ways:
+A torchvision ResNet-18 pretrained on ImageNet learns to tell ants from bees (``hymenoptera_data``,
+244 training images) in the two classic ways:
 
-* **fine-tuning** (:func:`finetune`): replace the classifier head by a new ``Linear(num_ftrs, 2)`` and
-  train *all* parameters;
-* **feature extraction** (:func:`freeze`): freeze every parameter of the backbone, replace the head, and
-  train the head only (the optimizer sees the head's parameters only).
+* :func:`train_model` (a): the general training loop: a training and a validation phase per epoch,
+  the scheduler stepped once per epoch, the weights of the best validation epoch kept;
+* :func:`visualize_model` (b): validation images captioned with the model's predictions;
+* :func:`finetune` (c): start from the pretrained network, put a new last layer
+  ``Linear(num_ftrs, num_classes)`` in place of its head ``fc``, and train *all* parameters;
+* :func:`freeze` (d): the same, but every pretrained parameter is frozen and the optimizer sees the
+  new last layer's parameters only (a fixed feature extractor).
 
-Both use :func:`train_model` (SGD lr 1e-3, momentum 0.9, ``StepLR(step_size=7, gamma=0.1)``, 25 epochs,
-batch 4 in the seed); :func:`train_transfer` puts the pieces together. The set-up (device, seeding,
-transforms, dataloaders, the pretrained network) is given in :mod:`hwlib.transfer_setup`, the offline
-digits experiment in :mod:`hwlib.transfer_digits`, the plots in :mod:`hwlib.plots`.
+The seed's recipe for (c) and (d): cross-entropy, SGD (lr 1e-3, momentum 0.9), ``StepLR(step_size=7,
+gamma=0.1)``, 25 epochs, batches of 4: the keyword defaults here. The set-up (device, seeding,
+transforms, dataloaders, the pretrained ResNet-18) is given in :mod:`hwlib.transfer_setup`, the
+offline digits experiment in :mod:`hwlib.transfer_digits`, the picture grid in :mod:`hwlib.plots`.
 
 Typical use (see ``notebooks/05_transfer_learning.ipynb``)::
 
-    model = train_transfer("freeze", model, dataloaders, dataset_sizes, device, num_classes=2)
-    model.history["val_acc"]       # per-epoch curves; the model holds the best-validation weights
+    model = freeze(device, dataloaders, dataset_sizes, num_classes=2)   # the ImageNet ResNet-18
+    model.history["val_acc"]        # per-epoch curves; the model holds the best-validation weights
     visualize_model(device, dataloaders, model, ["ants", "bees"])
 
 Code between ``### BEGIN SOLUTION`` and ``### END SOLUTION`` is what students write.
@@ -33,26 +36,38 @@ from torch import nn
 
 from .plots import show_predictions
 from .progress import progress
-from .transfer_setup import IMAGENET_MEAN, IMAGENET_STD
+from .transfer_setup import IMAGENET_MEAN, IMAGENET_STD, imagenet_resnet18
 from .validation import positive_int
 
-__all__ = ["HISTORY_KEYS", "train_model", "finetune", "freeze", "trainable_parameters", "train_transfer",
-           "visualize_model"]
+__all__ = ["HISTORY_KEYS", "train_model", "visualize_model", "finetune", "freeze"]
 
 # What model.history holds after train_model: one value per epoch under each key.
 HISTORY_KEYS = ("train_loss", "train_acc", "val_loss", "val_acc")
 
 
-# --- training --------------------------------------------------------------------------------------
+class _Counted:
+    """Iterates over a DataLoader (with a progress bar) and counts the samples it yields."""
+
+    def __init__(self, dataloader, desc: str):
+        self.dataloader, self.desc, self.seen = dataloader, desc, 0
+
+    def __iter__(self):
+        for inputs, labels in progress(self.dataloader, desc=self.desc):
+            self.seen += len(labels)
+            yield inputs, labels
+
+
+# --- (a) training ------------------------------------------------------------------------------
 
 def train_model(device, dataloaders, dataset_sizes, model, criterion, optimizer, scheduler, num_epochs=25,
                 *, verbose: bool = True) -> nn.Module:
     """Train ``model``; return it holding the weights of its best validation epoch.
 
-    Every epoch runs a ``"train"`` phase (forward, loss, backward, ``optimizer.step()`` per batch), then
-    steps ``scheduler`` once (after the epoch's optimizer steps, the order PyTorch requires), then a
-    ``"val"`` phase (forward only, no gradients). The weights of the epoch with the highest validation
-    accuracy (the first such epoch on a tie) are copied aside and loaded back at the end.
+    Every epoch runs a ``"train"`` phase (model in train mode; per batch: zero the gradients, forward,
+    loss, backward, ``optimizer.step()``), steps ``scheduler`` once (after the epoch's optimizer
+    steps, the order PyTorch requires), then a ``"val"`` phase (model in eval mode, no gradients,
+    no optimizer step). The weights of the epoch with the highest validation accuracy (the first such
+    epoch on a tie) are copied aside (``copy.deepcopy``) and loaded back at the end.
 
     Inputs:
     - device: a ``torch.device`` (see :func:`hwlib.transfer_setup.choose_device`); inputs and labels are
@@ -73,21 +88,20 @@ def train_model(device, dataloaders, dataset_sizes, model, criterion, optimizer,
     """
     if "train" not in dataloaders or "val" not in dataloaders:
         raise ValueError(f"train_model: dataloaders must have 'train' and 'val' keys; got {sorted(dataloaders)}")
-    if int(num_epochs) != num_epochs or num_epochs < 1:
-        raise ValueError(f"train_model: num_epochs must be a positive int; got {num_epochs!r}")
+    num_epochs = positive_int("train_model", "num_epochs", num_epochs)
     start = time.perf_counter()
     history = {key: [] for key in HISTORY_KEYS}
     best_state = copy.deepcopy(model.state_dict())
     best_acc = -1.0
     best_epoch = 0
-    for epoch in progress(range(int(num_epochs)), desc="epochs"):
+    for epoch in progress(range(num_epochs), desc="epochs"):
         for phase in ("train", "val"):
+            batches = _Counted(dataloaders[phase], desc=f"epoch {epoch + 1} {phase}")
+            running_loss, running_corrects = 0.0, 0    # summed over the phase's samples
+            ### BEGIN SOLUTION
             model.train(phase == "train")
-            running_loss, running_corrects, seen = 0.0, 0, 0
-            for inputs, labels in progress(dataloaders[phase], desc=f"epoch {epoch + 1} {phase}"):
+            for inputs, labels in batches:
                 inputs, labels = inputs.to(device), labels.to(device)
-                seen += inputs.size(0)
-                ### BEGIN SOLUTION
                 optimizer.zero_grad()
                 with torch.set_grad_enabled(phase == "train"):
                     outputs = model(inputs)
@@ -97,14 +111,14 @@ def train_model(device, dataloaders, dataset_sizes, model, criterion, optimizer,
                         optimizer.step()
                 running_loss += loss.item() * inputs.size(0)
                 running_corrects += int((outputs.argmax(dim=1) == labels).sum())
-                ### END SOLUTION
-            if seen != dataset_sizes[phase]:
-                raise ValueError(f"train_model: dataset_sizes[{phase!r}] is {dataset_sizes[phase]}, but the "
-                                 f"{phase} dataloader yielded {seen} samples")
             if phase == "train" and scheduler is not None:
                 scheduler.step()       # once per epoch, after the epoch's optimizer.step() calls
-            epoch_loss = running_loss / seen
-            epoch_acc = running_corrects / seen
+            ### END SOLUTION
+            if batches.seen != dataset_sizes[phase]:
+                raise ValueError(f"train_model: dataset_sizes[{phase!r}] is {dataset_sizes[phase]}, but the "
+                                 f"{phase} dataloader yielded {batches.seen} samples")
+            epoch_loss = running_loss / dataset_sizes[phase]
+            epoch_acc = running_corrects / dataset_sizes[phase]
             history[f"{phase}_loss"].append(epoch_loss)
             history[f"{phase}_acc"].append(epoch_acc)
             ### BEGIN SOLUTION
@@ -126,129 +140,128 @@ def train_model(device, dataloaders, dataset_sizes, model, criterion, optimizer,
     return model
 
 
-# --- the two transfer scenarios --------------------------------------------------------------------
+# --- (b) pictures ------------------------------------------------------------------------------
 
-def _get_head(func: str, model: nn.Module, head: str) -> nn.Linear:
-    """The classifier head ``model.<head>`` (a dotted path), which must be an ``nn.Linear``."""
-    try:
-        module = model.get_submodule(head)
-    except AttributeError:
-        raise ValueError(f"{func}: model ({type(model).__name__}) has no submodule {head!r} to use as the head; "
-                         "pass head=<name of its final nn.Linear>") from None
-    if not isinstance(module, nn.Linear):
-        raise ValueError(f"{func}: the head model.{head} must be an nn.Linear; got {type(module).__name__}")
-    return module
-
-
-def _set_head(model: nn.Module, head: str, module: nn.Module) -> None:
-    """Replace ``model.<head>`` (a dotted path) by ``module``."""
-    parent_name, _, name = head.rpartition(".")
-    parent = model.get_submodule(parent_name) if parent_name else model
-    setattr(parent, name, module)
-
-
-def finetune(model: nn.Module, num_classes: int = 2, head: str = "fc") -> nn.Module:
-    """Prepare ``model`` for fine-tuning: a new head ``Linear(num_ftrs, num_classes)``, every parameter trainable.
-
-    Inputs:
-    - model: a network whose classifier head ``model.<head>`` is an ``nn.Linear`` with ``num_ftrs``
-      inputs (``fc`` with 512 inputs for ResNet-18).
-    - num_classes: classes of the new task.
-    - head: the attribute (dotted path) of the head.
-
-    Returns ``model`` (changed in place): the new head lives on the old head's device, and
-    ``requires_grad`` is True for all parameters (so the optimizer trains the whole network).
-    """
-    num_classes = positive_int("finetune", "num_classes", num_classes)
-    old_head = _get_head("finetune", model, head)
-    ### BEGIN SOLUTION
-    num_ftrs = old_head.in_features
-    _set_head(model, head, nn.Linear(num_ftrs, num_classes).to(old_head.weight.device))
-    for param in model.parameters():
-        param.requires_grad = True
-    ### END SOLUTION
-    return model
-
-
-def freeze(model: nn.Module, num_classes: int = 2, head: str = "fc") -> nn.Module:
-    """Prepare ``model`` as a fixed feature extractor: backbone frozen, new trainable head.
-
-    Every parameter of ``model`` gets ``requires_grad = False``; then the head ``model.<head>`` is
-    replaced by a new ``Linear(num_ftrs, num_classes)`` (whose parameters are trainable, as new ones
-    are). Give the optimizer the head's parameters only (:func:`trainable_parameters`). Batch-norm
-    running statistics are buffers, not parameters: they still adapt in train mode, as in the seed.
-
-    Inputs and returns as :func:`finetune`.
-    """
-    num_classes = positive_int("freeze", "num_classes", num_classes)
-    old_head = _get_head("freeze", model, head)
-    ### BEGIN SOLUTION
-    for param in model.parameters():
-        param.requires_grad = False
-    num_ftrs = old_head.in_features
-    _set_head(model, head, nn.Linear(num_ftrs, num_classes).to(old_head.weight.device))
-    ### END SOLUTION
-    return model
-
-
-# --- the seed's recipe, given ----------------------------------------------------------------------
-
-def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
-    """The parameters of ``model`` with ``requires_grad`` (what an optimizer should update)."""
-    return [param for param in model.parameters() if param.requires_grad]
-
-
-def train_transfer(mode: str, model: nn.Module, dataloaders, dataset_sizes, device, *, num_classes: int,
-                   num_epochs: int = 25, lr: float = 1e-3, momentum: float = 0.9, step_size: int = 7,
-                   gamma: float = 0.1, head: str = "fc", verbose: bool = True) -> nn.Module:
-    """One transfer run with the seed's recipe: :func:`finetune` or :func:`freeze`, then :func:`train_model`.
-
-    Cross-entropy loss, ``SGD(trainable_parameters(model), lr, momentum)`` and
-    ``StepLR(step_size, gamma)``: the seed's settings by default. Training *from scratch* is
-    ``train_transfer("finetune", <a randomly initialised model>, ...)``.
-
-    Inputs:
-    - mode: ``"finetune"`` or ``"freeze"``.
-    - model: the pretrained network (changed in place and moved to ``device``).
-    - the rest: as :func:`train_model` and :func:`finetune`.
-
-    Returns the trained model (best-validation weights, ``model.history``).
-    """
-    prepare = {"finetune": finetune, "freeze": freeze}
-    if mode not in prepare:
-        raise ValueError(f"train_transfer: mode must be 'finetune' or 'freeze'; got {mode!r}")
-    model = prepare[mode](model, num_classes, head=head).to(device)
-    optimizer = torch.optim.SGD(trainable_parameters(model), lr=lr, momentum=momentum)
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=gamma)
-    return train_model(device, dataloaders, dataset_sizes, model, nn.CrossEntropyLoss(), optimizer, scheduler,
-                       num_epochs=num_epochs, verbose=verbose)
-
-
-# --- pictures --------------------------------------------------------------------------------------
-
-@torch.no_grad()
-def visualize_model(device, dataloaders, model, class_names, num_images: int = 6, *, mean=IMAGENET_MEAN,
-                    std=IMAGENET_STD, columns: int = 3, title: str | None = None, indices=None):
-    """Show ``num_images`` validation images with the model's prediction and the true label.
-
-    The images are spread evenly over the validation set (so classes stored one after the other all
-    show up), or are the validation images ``indices`` when given (a page of
-    :func:`hwlib.explore.transfer_pager`), and are un-normalised with ``mean`` and ``std`` (those of
-    the transforms; ImageNet's by default). A caption is green when the prediction is right, red
-    when wrong (drawn by :func:`hwlib.plots.show_predictions`). Returns the figure.
-    """
-    num_images = positive_int("visualize_model", "num_images", num_images)
+def _validation_images(func: str, dataloaders, num_images: int, indices):
+    """``(inputs, labels)`` of the validation images ``indices``, or of ``num_images`` spread evenly
+    over the validation set (classes are often stored one after the other)."""
     dataset = dataloaders["val"].dataset
     if indices is None:
         indices = np.unique(np.linspace(0, len(dataset) - 1, min(num_images, len(dataset))).round().astype(int))
     elif len(indices) == 0 or not all(0 <= int(i) < len(dataset) for i in indices):
-        raise ValueError(f"visualize_model: indices must be validation image indices in [0, {len(dataset)}); "
+        raise ValueError(f"{func}: indices must be validation image indices in [0, {len(dataset)}); "
                          f"got {list(indices)[:10]}")
-    inputs = torch.stack([dataset[i][0] for i in indices])
-    labels = [int(dataset[i][1]) for i in indices]
+    inputs = torch.stack([dataset[int(i)][0] for i in indices])
+    labels = [int(dataset[int(i)][1]) for i in indices]
+    return inputs, labels
+
+
+def visualize_model(device, dataloaders, model, class_names, num_images: int = 6, *, mean=IMAGENET_MEAN,
+                    std=IMAGENET_STD, columns: int = 3, title: str | None = None, indices=None):
+    """Show ``num_images`` validation images captioned with the model's prediction and the true label.
+
+    The images (given: spread evenly over the validation set, or the validation images ``indices``
+    when given, a page of :func:`hwlib.explore.transfer_pager`) go through ``model`` in eval mode
+    and without gradients; the model is left in the mode (train or eval) it was found in. The grid is
+    drawn by :func:`hwlib.plots.show_predictions` (a caption is green when the prediction is right,
+    red when wrong), which un-normalises the images with ``mean`` and ``std`` (those of the
+    transforms; ImageNet's by default).
+
+    Inputs:
+    - device: where ``model`` is; the images are moved there.
+    - dataloaders: dict with a ``"val"`` DataLoader (its ``dataset`` is indexed).
+    - model: maps images to class scores (N, C).
+    - class_names: the name of each class index.
+    - num_images, columns, title: how many images, per row, and a title above the grid.
+
+    Returns the figure.
+    """
+    num_images = positive_int("visualize_model", "num_images", num_images)
+    inputs, labels = _validation_images("visualize_model", dataloaders, num_images, indices)
+    ### BEGIN SOLUTION
     was_training = model.training
     model.eval()
-    preds = model(inputs.to(device)).argmax(dim=1).cpu().tolist()
+    with torch.no_grad():
+        preds = model(inputs.to(device)).argmax(dim=1).cpu().tolist()
     model.train(was_training)
-    return show_predictions(inputs.cpu().numpy(), preds, labels, class_names, mean=mean, std=std, columns=columns,
-                            title=title)
+    fig = show_predictions(inputs.numpy(), preds, labels, class_names, mean=mean, std=std, columns=columns,
+                           title=title)
+    ### END SOLUTION
+    return fig
+
+
+# --- (c), (d) the two transfer scenarios -------------------------------------------------------
+
+def _settings(func: str, num_classes, pretrained) -> int:
+    """Check the arguments every scenario shares; return ``num_classes`` as an int."""
+    if isinstance(pretrained, nn.Module) or not callable(pretrained):
+        raise TypeError(f"{func}: pretrained must be a function returning a fresh pretrained network (e.g. "
+                        f"imagenet_resnet18, or lambda: copy.deepcopy(net) for a network net); got "
+                        f"{type(pretrained).__name__}")
+    return positive_int(func, "num_classes", num_classes)
+
+
+def finetune(device, dataloaders, dataset_sizes, num_classes: int = 2, num_epochs: int = 25, *,
+             pretrained=imagenet_resnet18, lr: float = 1e-3, momentum: float = 0.9, step_size: int = 7,
+             gamma: float = 0.1, verbose: bool = True) -> nn.Module:
+    """Fine-tuning: the pretrained network with a new last layer, every parameter trained.
+
+    Instead of random weights, the network starts from ``pretrained()``; its head ``fc`` (an
+    ``nn.Linear`` with ``num_ftrs = fc.in_features`` inputs: 512 for ResNet-18) is replaced by a new
+    ``nn.Linear(num_ftrs, num_classes)``; the network moves to ``device``; then :func:`train_model`
+    trains it with ``nn.CrossEntropyLoss()``, ``torch.optim.SGD`` over *all* its parameters (``lr``,
+    ``momentum``) and ``torch.optim.lr_scheduler.StepLR(optimizer, step_size, gamma)``.
+
+    Inputs:
+    - device, dataloaders, dataset_sizes, num_epochs, verbose: passed on to :func:`train_model`.
+    - num_classes: classes of the new task.
+    - pretrained: a function returning a fresh pretrained network whose head is ``fc``; by default
+      :func:`hwlib.transfer_setup.imagenet_resnet18` (the ImageNet ResNet-18 of the data root).
+    - lr, momentum, step_size, gamma: the optimizer's and the scheduler's settings (the seed's by default).
+
+    Returns what :func:`train_model` returns: the trained network (best-validation weights,
+    ``model.history``).
+    """
+    num_classes = _settings("finetune", num_classes, pretrained)
+    ### BEGIN SOLUTION
+    model = pretrained()
+    num_ftrs = model.fc.in_features
+    model.fc = nn.Linear(num_ftrs, num_classes)
+    model = model.to(device)
+    criterion = nn.CrossEntropyLoss()
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=gamma)
+    model = train_model(device, dataloaders, dataset_sizes, model, criterion, optimizer, scheduler,
+                        num_epochs=num_epochs, verbose=verbose)
+    ### END SOLUTION
+    return model
+
+
+def freeze(device, dataloaders, dataset_sizes, num_classes: int = 2, num_epochs: int = 25, *,
+           pretrained=imagenet_resnet18, lr: float = 1e-3, momentum: float = 0.9, step_size: int = 7,
+           gamma: float = 0.1, verbose: bool = True) -> nn.Module:
+    """A fixed feature extractor: the pretrained network frozen, only a new last layer trained.
+
+    Starts from ``pretrained()`` as :func:`finetune` does, but first sets ``requires_grad = False`` on
+    every one of its parameters; then the head ``fc`` is replaced by a new ``nn.Linear(num_ftrs,
+    num_classes)`` (random weights; a new layer's parameters are trainable) and the network moves to
+    ``device``. The optimizer (SGD) gets the new layer's parameters *only*; the criterion, the
+    scheduler and the call of :func:`train_model` are those of :func:`finetune`. Batch-norm running
+    statistics are buffers, not parameters: in train mode they still adapt, as in the seed.
+
+    Inputs and returns as :func:`finetune`.
+    """
+    num_classes = _settings("freeze", num_classes, pretrained)
+    ### BEGIN SOLUTION
+    model = pretrained()
+    for param in model.parameters():
+        param.requires_grad = False
+    model.fc = nn.Linear(model.fc.in_features, num_classes)
+    model = model.to(device)
+    criterion = nn.CrossEntropyLoss()
+    optimizer = torch.optim.SGD(model.fc.parameters(), lr=lr, momentum=momentum)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=gamma)
+    model = train_model(device, dataloaders, dataset_sizes, model, criterion, optimizer, scheduler,
+                        num_epochs=num_epochs, verbose=verbose)
+    ### END SOLUTION
+    return model

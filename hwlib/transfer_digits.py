@@ -1,15 +1,17 @@
 """The offline transfer experiment of Q5: from MNIST digits 0-4 to digits 5-9, with few labels.
 
-Without the ImageNet weights (offline), notebook 05 runs the same recipe
-(:func:`hwlib.transfer.train_transfer`) on a network it pretrains itself: :class:`SmallCNN` learns
-digits 0-4, then transfers to digits 5-9 with a few labels per class (:func:`digit_transfer_datasets`),
-compared with the same network trained from scratch. Given code: nothing here is for students to write.
+Without the ImageNet weights (offline), notebook 05 runs the same functions
+(:func:`hwlib.transfer.finetune`, :func:`hwlib.transfer.freeze`) on a network it pretrains itself:
+:class:`SmallCNN` learns digits 0-4, then transfers to digits 5-9 with a few labels per class
+(:func:`digit_transfer_datasets`), compared with the same network trained from scratch. Given code:
+nothing here is for students to write.
 
 Typical use::
 
     digits = digit_transfer_datasets(load_mnist(root), labels_per_class=10, generator=generator)
     loaders, sizes = make_dataloaders({"train": digits["source_train"], "val": digits["source_val"]})
-    pretrained = train_transfer("finetune", SmallCNN(num_classes=5), loaders, sizes, device, num_classes=5)
+    source = finetune(device, loaders, sizes, 5, pretrained=lambda: SmallCNN(num_classes=5))  # pretraining
+    # then finetune(..., pretrained=lambda: copy.deepcopy(source)) on the target digits, or freeze(...)
 """
 
 from __future__ import annotations

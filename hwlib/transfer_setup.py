@@ -2,7 +2,8 @@
 
 Given code, shared by the seed's experiment (ants vs bees with a pretrained ResNet-18) and the offline
 digits experiment (:mod:`hwlib.transfer_digits`). What students write is in :mod:`hwlib.transfer`
-(``train_model``, ``finetune``, ``freeze``); nothing here calls it, so this module sits below it.
+(``train_model``, ``visualize_model``, ``finetune``, ``freeze``); nothing here calls it, so this module
+sits below it.
 
 Typical use (see ``notebooks/05_transfer_learning.ipynb``)::
 
@@ -10,8 +11,8 @@ Typical use (see ``notebooks/05_transfer_learning.ipynb``)::
     generator = seed_everything(0)
     datasets = hwlib.data.hymenoptera.load_hymenoptera(root, data_transforms())
     dataloaders, dataset_sizes = make_dataloaders(datasets, batch_size=4, generator=generator)
-    model, source = load_resnet18(pretrained=True, data_root=root)
-    # ... hwlib.transfer.train_transfer("freeze", model, dataloaders, dataset_sizes, device, num_classes=2)
+    model, source = load_resnet18(pretrained=True, data_root=root)   # or imagenet_resnet18(root)
+    # ... model = hwlib.transfer.freeze(device, dataloaders, dataset_sizes, 2, pretrained=...)
     evaluate(model, dataloaders["val"], device)      # accuracy in [0, 1]
 """
 
@@ -28,7 +29,7 @@ from .data.download import DataError, fetch
 from .data.hymenoptera import RESNET18_WEIGHTS_URL, verify_weights, weights_path
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "choose_device", "seed_everything", "data_transforms",
-           "per_class_subset", "make_dataloaders", "load_resnet18", "evaluate"]
+           "per_class_subset", "make_dataloaders", "load_resnet18", "imagenet_resnet18", "evaluate"]
 
 # The channel means and standard deviations of ImageNet: what the pretrained weights expect as input.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -195,6 +196,18 @@ def load_resnet18(pretrained: bool = True, data_root=None, *, download: bool = F
         raise DataError(f"{found} is not a ResNet-18 state dict ({type(exc).__name__}: {str(exc)[:200]}); "
                         "delete it and run `python -m hwlib.data fetch resnet18`") from None
     return model, f"ImageNet weights ({found})"
+
+
+def imagenet_resnet18(data_root=None) -> nn.Module:
+    """A fresh ResNet-18 with torchvision's ImageNet weights from the data root (see :func:`load_resnet18`).
+
+    The default ``pretrained`` network of :func:`hwlib.transfer.finetune` and :func:`hwlib.transfer.freeze`.
+    Raises :class:`DataError` saying how to get the weights when they are not there.
+    """
+    model, source = load_resnet18(pretrained=True, data_root=data_root)
+    if not source.startswith("ImageNet weights"):
+        raise DataError(f"imagenet_resnet18: {source}")
+    return model
 
 
 # --- measuring -------------------------------------------------------------------------------------

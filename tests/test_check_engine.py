@@ -34,7 +34,7 @@ def one_thread():
 # --- the table -----------------------------------------------------------------------------------
 
 def test_the_table_is_assembled_from_the_family_modules():
-    families = (check.layers, check.rnn, check.models, check.transfer)
+    families = (check.layers, check.rnn, check.models, check.transfer, check.optim)
     assert list(check.TARGETS) == [t.name for f in families for t in f.TARGETS]
     assert {"fc", "rnn", "SoftmaxClassifier.loss", "CaptioningRNN.sample", "train_model", "finetune",
             "freeze"} <= set(check.TARGETS)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from course.paths import COURSE_PACKAGE, REPO
-from course.registry import RegistryError, load
+from course.registry import RegistryError, load, profiles
 from grading.release.build import student_readme
 from grading.release.strip import region_functions
 
@@ -24,7 +24,7 @@ def test_tasks_are_exactly_the_solution_regions_of_hwlib():
     for path in sorted((REPO / "hwlib").rglob("*.py")):
         for function in region_functions(path.read_text(), str(path)):
             regions.add((path.relative_to(REPO).as_posix(), function))
-    tasks = {(t.module, f) for t in REGISTRY.tasks for f in t.functions}
+    tasks = {(t.module, f) for name in profiles()[0] for t in load(profile=name).tasks for f in t.functions}
     assert not regions - tasks, f"solution regions no task of course/questions/*.toml names: {sorted(regions - tasks)}"
     assert not tasks - regions, f"tasks without a solution region in hwlib: {sorted(tasks - regions)}"
 
@@ -81,7 +81,7 @@ def test_the_copied_description_loads(description):
     ("q1_layers.toml", 'cell = "q1-fc-test"', 'cell = "q1-fc-derivation"',
      "q1_layers.toml: task fc names cell 'q1-fc-derivation', which is not an autograded cell of Q1"),
     ("q1_layers.toml", "seed = 5101, points = 3", "seed = 5101, points = 4",
-     "q1_layers.toml: the hidden cases of q1-fc-test are worth 11 points; the cell is worth 10"),
+     "q1_layers.toml: the hidden cases of q1-fc-test are worth 11 points in profile 'seed'; the cell is worth 10"),
     ("q1_layers.toml", "[hidden.q1-relu-test]", "[hidden.q1-relu-derivation]",
      "hidden checks for 'q1-relu-derivation', which is not an autograded cell of Q1"),
     ("q2_softmax_mnist.toml", 'q2-report = {', 'q1-fc-test = {', "cell q1-fc-test is already listed by Q1"),

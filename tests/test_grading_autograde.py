@@ -22,6 +22,7 @@ from grading.autograde import hidden
 from grading.autograde.feedback import export_csv, scores
 from grading.autograde.gradebook import load_results
 from grading.autograde.job import Settings, autograde
+from grading.autograde.notebooks import rerun_dir
 from grading.autograde.sandbox import isolation
 from grading.nbgrader.course_root import ASSIGNMENT, clone
 from grading.release.leaks import scan
@@ -32,6 +33,7 @@ from .test_grading_release import shared_release
 pytestmark = pytest.mark.slow
 FULL = isolation()["level"] == "full"
 MARKER = "HOSTILE_WAS_HERE"
+SAVED_TEXT = "saved by the student: test accuracy 0.9876 \u2713\n"
 # Feedback must hold none of these. (Not "module": the names of the grading files are no secret in a
 # feedback file, and the hostile sample prints them itself.)
 NOT_SECRET_FROM_STUDENTS = ("hidden-test", "hidden-check", "marker")
@@ -54,10 +56,11 @@ def graded(tmp_path_factory):
     made = samples(shared["folder"])
     subs = base / "submissions"
     write_samples(subs, release=shared["folder"])
-    # Half of them as an LMS exports them: per-student zips (doe_12345_hw4.zip style names).
+    # Half of them as per-student zips (doe_hw4.zip style names: no numeric LMS id, so the id is the
+    # name up to the first underscore; Canvas names are graded in tests/test_grading_late_run.py).
     for sample in made[::2]:
         folder = subs / sample.student
-        with zipfile.ZipFile(subs / f"{sample.student}_1234_{ASSIGNMENT}.zip", "w") as zf:
+        with zipfile.ZipFile(subs / f"{sample.student}_{ASSIGNMENT}.zip", "w") as zf:
             for path in sorted(folder.rglob("*")):
                 if path.is_file():
                     zf.write(path, path.relative_to(subs).as_posix())
@@ -114,7 +117,9 @@ def test_the_perfect_submission_gets_full_marks(graded):
         for cell in points.cells.values():
             if cell.graded == "manual":
                 grade = gb.find_grade(cell.grade_id, cell.notebook, ASSIGNMENT, "perfect")
-                grade.manual_score = cell.points
+                # Extra credit goes in formgrader's extra-credit box (the cell is worth 0 in nbgrader).
+                grade.manual_score = 0 if cell.extra_credit else cell.points
+                grade.extra_credit = cell.points if cell.extra_credit else None
                 grade.needs_manual_grade = False
         gb.db.commit()
     rows = {r["student"]: r for r in scores(course)}
@@ -213,14 +218,24 @@ def executed(graded):
             for path in sorted(entry.rglob("*"), reverse=True):
                 path.unlink() if path.is_file() else path.rmdir()
             entry.rmdir()
+    # The release sample saved outputs: they stay in its autograded notebook (as data), the re-run goes beside.
+    saved_path = next(subs.glob("release/**/01_layers.ipynb"))
+    saved = nbformat.read(saved_path, as_version=4)
+    first = next(c for c in saved.cells if c.cell_type == "code")
+    first.outputs = [nbformat.v4.new_output("stream", name="stdout", text=SAVED_TEXT),
+                     nbformat.v4.new_output("display_data", data={"text/html": "<script>steal()</script>"})]
+    first.execution_count = 3
+    nbformat.write(saved, saved_path)
     settings = Settings(course=graded["course"], workers=2, execute=True, notebooks=("01_layers",),
                         cell_timeout=30, notebook_budget=300, budget_scale=0.3, reuse_checks=True)
     results = autograde(subs, settings, log=lambda *a: None)
     return {**graded, "before": before, "results": {r.student: r for r in results}}
 
 
-def _outputs(course: Path, student: str) -> list[str]:
-    nb = nbformat.read(course / "autograded" / student / ASSIGNMENT / "01_layers.ipynb", as_version=4)
+def _outputs(course: Path, student: str, folder: str = "rerun") -> list[str]:
+    """The texts of 01_layers' outputs: re-run in the sandbox (``rerun``) or as autograded (``autograded``)."""
+    path = (rerun_dir(course) / student if folder == "rerun" else course / "autograded" / student / ASSIGNMENT)
+    nb = nbformat.read(path / "01_layers.ipynb", as_version=4)
     texts = []
     for cell in nb.cells:
         for out in cell.get("outputs", []):
@@ -252,7 +267,9 @@ def test_hostile_notebook_run_is_contained(executed):
 
 def test_release_notebook_ran_and_feedback_holds_no_secret(executed):
     texts = _outputs(executed["course"], "release")
-    assert any("NotImplementedError" in t for t in texts)
+    assert any("NotImplementedError" in t for t in texts) and SAVED_TEXT not in texts
+    # formgrader's notebook keeps what the student saved (text byte for byte, no HTML), not the re-run
+    assert _outputs(executed["course"], "release", "autograded") == [SAVED_TEXT]
     feedback = executed["course"] / "feedback"
     for name in ("release", "crash", "hostile"):
         assert (feedback / name / ASSIGNMENT / "01_layers.html").exists(), name
@@ -260,3 +277,15 @@ def test_release_notebook_ran_and_feedback_holds_no_secret(executed):
     assert not leaks, [(leak.path, leak.secret.kind, leak.secret.text[:60]) for leak in leaks[:10]]
     saved = load_results(executed["course"])["crash"]
     assert json.dumps(saved)  # results are plain data (for grading/autograde/feedback.py and instructors)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _no_deadline(tmp_path_factory):
+    """These runs grade code, not punctuality: the zips above carry today's file times, which the
+    course's due date may be long past. No late policy here (tests/test_grading_late_run.py has it)."""
+    from grading.autograde.deadlines import POLICY_ENV
+    path = tmp_path_factory.mktemp("policy") / "no_deadline.toml"
+    path.write_text("# no [deadline] table: no late penalty\n")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(POLICY_ENV, str(path))
+        yield

@@ -21,7 +21,10 @@ from grading.nbgrader.course_root import ASSIGNMENT
 from grading.release.build import build_release
 from grading.release.environments import CPU_INDEX_ARGS, pins, release_files
 from grading.release.leaks import scan, secrets
-from grading.release.strip import BEGIN, END, solution_regions, student_modules
+from course.registry import load as load_registry
+from grading.release.strip import BEGIN, END, region_functions, solution_regions, student_modules
+
+REGISTRY = load_registry()
 
 
 def shared_release(tmp_path_factory) -> dict:
@@ -92,7 +95,13 @@ def test_student_modules_are_stubs_with_everything_else_intact(release):
         student_tree = ast.parse(student)
         # Functions, classes and methods (not helpers nested inside a solution) and their docstrings stay.
         assert _api(student_tree) == _api(reference_tree), rel
-        assert student.count("raise NotImplementedError") >= len(solution_regions(path.read_text())), rel
+        # One stub per region of an assigned function; a region the profile gives ships its code.
+        text = path.read_text()
+        regions = list(zip(solution_regions(text), region_functions(text)))
+        given = [r for r, f in regions if f in REGISTRY.given]
+        assert student.count("raise NotImplementedError") >= len(regions) - len(given), rel
+        for region in given:
+            assert "\n".join(region.body) in student, f"{rel}:{region.begin}: the given code is not shipped"
 
 
 def _api(tree: ast.Module) -> list:
@@ -119,8 +128,12 @@ def _public_checks(folder: Path) -> subprocess.CompletedProcess:
 def test_public_checks_fail_on_the_release_and_pass_with_the_reference_put_back(release, tmp_path):
     res = _public_checks(release["folder"])
     assert res.returncode == 1, res.stdout + res.stderr
-    lines = [line for line in res.stdout.splitlines() if line.endswith("NOT IMPLEMENTED yet")]
-    assert len(lines) >= 5 and "0/" in res.stdout.splitlines()[-1], res.stdout[-2000:]
+    failing = {line.split(":")[0].strip() for line in res.stdout.splitlines() if line.endswith("NOT IMPLEMENTED yet")}
+    # Every check of an assigned task meets a stub; the checks that pass test given code only.
+    assigned = {case.get("target", group.get("target")) for group in REGISTRY.hidden.values() for case in group["cases"]}
+    assert assigned <= failing, (sorted(assigned - failing), res.stdout[-2000:])
+    from hwlib.check import TARGETS
+    assert res.stdout.splitlines()[-1].startswith(f"{len(TARGETS) - len(failing)}/{len(TARGETS)} checks pass"), res.stdout[-500:]
     restored = tmp_path / ASSIGNMENT
     shutil.copytree(release["folder"], restored)
     for path in student_modules(REPO / "hwlib"):
@@ -199,11 +212,15 @@ def test_student_notebooks(release):
         src = nbformat.read(source, as_version=4)
         graded = {c.metadata["nbgrader"]["grade_id"]: c for c in src.cells if c.metadata.get("nbgrader", {}).get("grade")}
         released = {c.metadata["nbgrader"]["grade_id"]: c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")}
-        assert set(graded) == set(released), source.name
+        # The profile's graded cells, with its points (nbgrader's: 0 for extra credit), and no other.
+        listed = {gid for gid, c in REGISTRY.cells.items() if c.notebook == source.stem}
+        assert set(released) == listed and listed <= set(graded), source.name
         for gid, cell in released.items():
-            assert cell.metadata["nbgrader"].get("points") == graded[gid].metadata["nbgrader"].get("points")
+            assert cell.metadata["nbgrader"].get("points") == REGISTRY.cells[gid].nbgrader_points, gid
             if cell.metadata["nbgrader"].get("solution"):
                 assert "YOUR ANSWER HERE" in cell.source or "YOUR CODE HERE" in cell.source, gid
+        others = {f"only-{p}" for p in REGISTRY.profiles if p != REGISTRY.profile}
+        assert not any(set(c.metadata.get("tags", [])) & others for c in nb.cells), source.name
 
 
 def test_no_answer_reaches_the_release_in_given_text(release):

@@ -1,4 +1,5 @@
-"""Update rules of hwlib.optim: hand-computed steps, PyTorch's optimizers over several steps, bad input."""
+"""Update rules of hwlib.optim: hand-computed steps, PyTorch's optimizers over several steps, bad input, and
+the student's version (stubs in the extended profile, working code in the seed profile)."""
 
 from __future__ import annotations
 
@@ -172,3 +173,52 @@ def test_hyperparameter_out_of_range(config, pattern):
 def test_check_config_unknown_rule_lists_valid_ones():
     with pytest.raises(ValueError, match="valid update rules: sgd, sgd_momentum, rmsprop, adam"):
         optim.check_config("adagrad", {})
+
+# --- the student's version (extended profile: sgd_momentum, rmsprop, adam are theirs) -------------
+
+def _student_optim(given=()):
+    """hwlib.optim as the release builder ships it, imported as a module of the hwlib package."""
+    import importlib.util
+    from pathlib import Path
+
+    from grading.release.strip import strip_source
+    source = strip_source(Path(optim.__file__).read_text(), "hwlib/optim.py", given=given)
+    spec = importlib.util.spec_from_loader("hwlib._student_optim", loader=None)
+    module = importlib.util.module_from_spec(spec)
+    module.__package__ = "hwlib"
+    exec(compile(source, "hwlib/optim.py", "exec"), module.__dict__)
+    return module, source
+
+
+def test_solution_regions_hold_the_core_of_the_three_rules_only():
+    from pathlib import Path
+
+    from grading.release.strip import region_functions
+    assert region_functions(Path(optim.__file__).read_text()) == ["sgd_momentum", "rmsprop", "adam"]
+
+
+@pytest.mark.parametrize("rule", ["sgd_momentum", "rmsprop", "adam"])
+def test_the_students_stub_validates_first_then_asks_for_the_update(rule):
+    student, source = _student_optim()
+    assert "### BEGIN SOLUTION" not in source and "The parts you write raise" in source
+    with pytest.raises(ValueError, match="dw must have the shape of w"):      # the given validation still runs
+        getattr(student, rule)(np.zeros((2, 3)), np.zeros((3, 2)))
+    config = {}
+    with pytest.raises(NotImplementedError):
+        getattr(student, rule)(np.zeros(3), np.ones(3), config)
+    assert set(optim._STATE_KEYS[rule]) - {"t"} <= set(config), "the given code creates the state"
+    next_w, _ = student.sgd(np.ones(2), np.ones(2), {"learning_rate": 0.5})  # sgd stays given
+    assert_close(next_w, [0.5, 0.5], name="sgd next_w")
+
+
+def test_given_in_the_seed_profile_the_rules_ship_working(rng):
+    student, source = _student_optim(given=("sgd_momentum", "rmsprop", "adam"))
+    assert "# YOUR CODE HERE" not in source and "### BEGIN SOLUTION\n" not in source
+    w, grads = rng.standard_normal(4), rng.standard_normal((3, 4))
+    for rule in ("sgd_momentum", "rmsprop", "adam"):
+        ours, theirs = w, w
+        config_ours, config_theirs = {"learning_rate": 0.1}, {"learning_rate": 0.1}
+        for g in grads:
+            ours, config_ours = getattr(student, rule)(ours, g, config_ours)
+            theirs, config_theirs = getattr(optim, rule)(theirs, g, config_theirs)
+        np.testing.assert_array_equal(ours, theirs, err_msg=rule)

@@ -175,8 +175,8 @@ def test_notebook_proof_cells_follow_the_conventions():
         k, cell = graded[grade_id]
         meta = cell.metadata["nbgrader"]
         assert cell.cell_type == "markdown", f"{grade_id}: expected a markdown answer cell, got {cell.cell_type}"
-        assert (meta["schema_version"], meta["solution"], meta["grade"], meta["points"]) == (3, True, True, 3), \
-            f"{grade_id}: expected schema 3, solution, grade, 3 points; got {meta}"
+        assert (meta["schema_version"], meta["solution"], meta["grade"], meta["points"]) == (3, True, True, 0), \
+            f"{grade_id}: expected schema 3, solution, grade, 0 points (extra credit, entered as such); got {meta}"
         lines = cell.source.splitlines()
         assert "### BEGIN SOLUTION" in lines and "### END SOLUTION" in lines, f"{grade_id}: solution delimiters missing"
         question = nb.cells[k - 1]

@@ -192,48 +192,92 @@ def test_train_model_rejects_bad_arguments(image_folder):
 
 # --- finetune and freeze -----------------------------------------------------------------------------
 
+def _pretrained_tiny(seed=3):
+    """A TinyConv "pretrained" on another task (5 classes): weights drawn from ``seed``."""
+    torch.manual_seed(seed)
+    return TinyConv(num_classes=5)
+
+
 def test_freeze_trains_only_the_new_head(image_folder):
     generator = transfer_setup.seed_everything(1)
     dataloaders, sizes = _tiny_loaders(image_folder, generator)
-    model = TinyConv(num_classes=5)               # "pretrained" on another task, 5 classes
-    backbone = _params(model, skip_head="fc")
-    old_head = model.fc
-    model = transfer.train_transfer("freeze", model, dataloaders, sizes, "cpu", num_classes=2, num_epochs=2,
-                                    lr=0.05, verbose=False)
-    assert model.fc is not old_head and (model.fc.in_features, model.fc.out_features) == (8, 2)
+    source = _pretrained_tiny()
+    backbone = _params(source, skip_head="fc")
+    model = transfer.freeze("cpu", dataloaders, sizes, 2, num_epochs=2, pretrained=lambda: copy.deepcopy(source),
+                            lr=0.05, verbose=False)
+    assert model is not source and (model.fc.in_features, model.fc.out_features) == (8, 2)
     assert [n for n, p in model.named_parameters() if p.requires_grad] == ["fc.weight", "fc.bias"]
     after = _params(model, skip_head="fc")
     assert all(torch.equal(after[n], backbone[n]) for n in backbone), "freeze: the backbone changed"
-    assert transfer.trainable_parameters(model) == list(model.fc.parameters())
+    assert len(model.history["val_acc"]) == 2 and model.best_val_acc == max(model.history["val_acc"])
 
 
-def test_finetune_trains_every_parameter(image_folder):
+def test_finetune_trains_every_parameter_from_the_pretrained_ones(image_folder):
     generator = transfer_setup.seed_everything(2)
     dataloaders, sizes = _tiny_loaders(image_folder, generator)
-    model = TinyConv(num_classes=5)
-    for p in model.parameters():
-        p.requires_grad = False                   # frozen before: finetune must unfreeze
-    backbone = _params(model, skip_head="fc")
-    model = transfer.train_transfer("finetune", model, dataloaders, sizes, "cpu", num_classes=2, num_epochs=1,
-                                    lr=0.05, verbose=False)
+    source = _pretrained_tiny()
+    backbone = _params(source, skip_head="fc")
+    model = transfer.finetune("cpu", dataloaders, sizes, 2, num_epochs=1, pretrained=lambda: copy.deepcopy(source),
+                              lr=0.05, verbose=False)
     assert model.fc.out_features == 2 and all(p.requires_grad for p in model.parameters())
     after = _params(model, skip_head="fc")
     assert all(not torch.equal(after[n], backbone[n]) for n in backbone), "finetune: a backbone parameter did not train"
+    assert all(torch.equal(p, backbone[n]) for n, p in _params(source, skip_head="fc").items()), "source changed"
+    # it starts from the pretrained weights: with a zero learning rate they come back unchanged
+    still = transfer.finetune("cpu", dataloaders, sizes, 2, num_epochs=1, pretrained=lambda: copy.deepcopy(source),
+                              lr=0.0, verbose=False)
+    assert all(torch.equal(p, backbone[n]) for n, p in _params(still, skip_head="fc").items())
 
 
-def test_head_by_dotted_name_and_clear_errors():
-    model = nn.Sequential(nn.Flatten(), nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 10)))
-    transfer.freeze(model, 2, head="1.2")
-    assert isinstance(model[1][2], nn.Linear) and model[1][2].out_features == 2 and model[1][2].in_features == 3
-    assert [n for n, p in model.named_parameters() if p.requires_grad] == ["1.2.weight", "1.2.bias"]
-    with pytest.raises(ValueError, match="no submodule 'fc'"):
-        transfer.finetune(model, 2)
-    with pytest.raises(ValueError, match="must be an nn.Linear; got ReLU"):
-        transfer.freeze(model, 2, head="1.1")
-    with pytest.raises(ValueError, match="num_classes"):
-        transfer.finetune(TinyConv(), 0)
-    with pytest.raises(ValueError, match="mode"):
-        transfer.train_transfer("scratch", TinyConv(), {}, {}, "cpu", num_classes=2)
+@pytest.mark.parametrize("func", ["finetune", "freeze"])
+def test_scenarios_use_the_seed_recipe_by_default(monkeypatch, func):
+    """Defaults: cross-entropy, SGD lr 1e-3 momentum 0.9, StepLR(7, 0.1), 25 epochs (the seed's)."""
+    seen = {}
+
+    def recorder(device, dataloaders, dataset_sizes, model, criterion, optimizer, scheduler, num_epochs=25, **kw):
+        seen.update(model=model, criterion=criterion, optimizer=optimizer, scheduler=scheduler, num_epochs=num_epochs)
+        return model
+
+    monkeypatch.setattr(transfer, "train_model", recorder)
+    returned = getattr(transfer, func)("cpu", {}, {}, 3, pretrained=_pretrained_tiny)
+    assert returned is seen["model"] and seen["num_epochs"] == 25
+    assert isinstance(seen["criterion"], nn.CrossEntropyLoss)
+    group = seen["optimizer"].param_groups[0]
+    assert isinstance(seen["optimizer"], torch.optim.SGD) and (group["lr"], group["momentum"]) == (1e-3, 0.9)
+    scheduler = seen["scheduler"]
+    assert isinstance(scheduler, torch.optim.lr_scheduler.StepLR) and (scheduler.step_size, scheduler.gamma) == (7, 0.1)
+    optimized = {id(p) for g in seen["optimizer"].param_groups for p in g["params"]}
+    expected = returned.fc.parameters() if func == "freeze" else returned.parameters()
+    assert optimized == {id(p) for p in expected}
+
+
+def test_scenarios_reject_bad_arguments():
+    with pytest.raises(TypeError, match="pretrained must be a function returning"):
+        transfer.finetune("cpu", {}, {}, 2, pretrained=TinyConv())      # a network, not a function making one
+    with pytest.raises(TypeError, match="got str"):
+        transfer.freeze("cpu", {}, {}, 2, pretrained="resnet18")
+    with pytest.raises(ValueError, match="num_classes must be a positive integer"):
+        transfer.freeze("cpu", {}, {}, 0, pretrained=TinyConv)
+
+
+def test_visualize_model_titles_the_predictions_and_restores_the_mode(image_folder):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    dataloaders, _ = _tiny_loaders(image_folder, torch.Generator().manual_seed(0))
+    model = _pretrained_tiny().train()
+    names = [f"class {k}" for k in range(5)]
+    fig = transfer.visualize_model("cpu", dataloaders, model, names, num_images=4, mean=[0.5] * 3, std=[0.25] * 3)
+    assert model.training and all(p.grad is None for p in model.parameters())
+    dataset = dataloaders["val"].dataset
+    indices = np.linspace(0, len(dataset) - 1, 4).round().astype(int)     # spread over the classes
+    with torch.no_grad():
+        preds = model.eval()(torch.stack([dataset[i][0] for i in indices])).argmax(1).tolist()
+    titles = [ax.get_title() for ax in fig.axes if ax.images]
+    assert titles == [f"predicted: {names[p]}\ntrue: {names[dataset[i][1]]}" for p, i in zip(preds, indices)]
+    plt.close(fig)
 
 
 # --- hymenoptera ---------------------------------------------------------------------------------------
@@ -262,8 +306,8 @@ def test_hymenoptera_path_end_to_end(shared_data):
     assert sizes == {"train": 8, "val": 6}
     model, source = transfer_setup.load_resnet18(pretrained=False)
     assert source.startswith("random init")
-    model = transfer.train_transfer("finetune", model, dataloaders, sizes, transfer_setup.choose_device("cpu"),
-                                    num_classes=2, num_epochs=1, verbose=False)
+    model = transfer.finetune(transfer_setup.choose_device("cpu"), dataloaders, sizes, 2, num_epochs=1,
+                              pretrained=lambda: model, verbose=False)
     assert len(model.history["val_acc"]) == 1 and 0 <= model.history["val_acc"][0] <= 1
     fig = transfer.visualize_model("cpu", dataloaders, model, datasets["train"].classes, num_images=4)
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
@@ -413,6 +457,16 @@ def test_load_resnet18_rejects_corrupt_weights(monkeypatch, tmp_path, no_hub_cac
         transfer_setup.load_resnet18(data_root=tmp_path)
 
 
+def test_imagenet_resnet18_loads_the_weights_or_says_how_to_get_them(monkeypatch, tmp_path, no_hub_cache):
+    with pytest.raises(DataError, match="imagenet_resnet18: random init .*fetch resnet18"):
+        transfer_setup.imagenet_resnet18(tmp_path)
+    payload, reference = _state_dict_bytes(tmp_path)
+    monkeypatch.setattr(hymenoptera, "RESNET18_WEIGHTS_FILE", _weights_file(tmp_path / "weights", payload).name)
+    first, second = transfer_setup.imagenet_resnet18(tmp_path), transfer_setup.imagenet_resnet18(tmp_path)
+    assert first is not second and all(torch.equal(a, b) for a, b in zip(first.state_dict().values(),
+                                                                           reference.state_dict().values()))
+
+
 def test_load_resnet18_without_weights_says_how_to_get_them(monkeypatch, tmp_path, no_hub_cache, http_mirror):
     model, source = transfer_setup.load_resnet18(pretrained=True, data_root=tmp_path)
     assert source.startswith("random init (no weights: run `python -m hwlib.data fetch resnet18`")
@@ -475,7 +529,7 @@ def test_digit_transfer_datasets_split_and_relabel(rng):
 def test_small_cnn_reads_digits_through_a_replaceable_head():
     model = transfer_digits.SmallCNN(num_classes=3)
     assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 3) and model.fc.in_features == 32 * 7 * 7
-    transfer.freeze(model, 5)
-    assert [n for n, p in model.named_parameters() if p.requires_grad] == ["fc.weight", "fc.bias"]
+    model.fc = nn.Linear(model.fc.in_features, 5)          # what finetune and freeze do
+    assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 5)
     with pytest.raises(ValueError, match="SmallCNN: num_classes must be a positive integer"):
         transfer_digits.SmallCNN(num_classes=0)

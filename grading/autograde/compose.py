@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 
 from ..nbgrader.course_root import ASSIGNMENT, load_config, run_converter, student_modules
+from .notebooks import keep_saved_outputs
 from .sandbox import copy_regular_files
 
 __all__ = ["SANDBOX_SCRIPTS", "sanitize", "compose", "tools_dir"]
@@ -24,8 +25,11 @@ HERE = Path(__file__).resolve().parent
 
 def sanitize(course: Path, student: str) -> list[str]:
     """nbgrader autograde without execution (restore locked cells, re-add deleted ones, record the
-    submission); return problems. Workers run it concurrently: its gradebook transactions are short."""
+    submission), then the student's saved outputs, which nbgrader clears, put back as data
+    (:func:`notebooks.keep_saved_outputs`); return problems. Workers run it concurrently: its
+    gradebook transactions are short."""
     res = run_converter("autograde", course, student=student, config=load_config(course))
+    keep_saved_outputs(course, student)
     if res["success"]:
         return []
     last = (res.get("error") or "").strip().splitlines()[-1:]

@@ -22,7 +22,9 @@ from pathlib import Path
 from course.registry import load as load_registry
 
 from ..nbgrader.course_root import ASSIGNMENT, run_converter
+from . import deadlines, distribution, rerun
 from .gradebook import gradebook, load_results
+from .policy import flags as policy_flags
 
 __all__ = ["generate", "feedback_one", "student_report", "export_csv", "scores", "class_summary"]
 
@@ -43,10 +45,12 @@ def _e(text) -> str:
 # --- scores from the gradebook -----------------------------------------------------------------
 
 def scores(course: Path) -> list[dict]:
-    """One dict per student: points per question and per cell, pending manual cells, problems."""
+    """One dict per student: points per question and per cell, pending manual cells, problems, and the
+    late policy's fields (``total`` is after the late penalty: grading/autograde/deadlines.py)."""
     from nbgrader.api import MissingEntry
 
     points = load_registry()
+    policy = deadlines.load_policy()
     results = load_results(course)
     rows = []
     with gradebook(course) as gb:
@@ -59,8 +63,12 @@ def scores(course: Path) -> list[dict]:
                 try:
                     grade = gb.find_grade(cell.grade_id, cell.notebook, ASSIGNMENT, student)
                     value = grade.manual_score if grade.manual_score is not None else grade.auto_score
-                    pending = bool(grade.needs_manual_grade)
-                    score = float(value or 0.0)
+                    # An optional 0-point cell (the seed's Q1 convolution proof) waits for nobody.
+                    pending = bool(grade.needs_manual_grade) and (cell.points > 0 or cell.extra_credit)
+                    # Extra credit is entered in formgrader's "extra credit" box (the cell is worth 0
+                    # points in nbgrader, so it stays out of the maximum); at most the cell's points.
+                    extra = min(float(grade.extra_credit or 0.0), cell.points) if cell.extra_credit else float(grade.extra_credit or 0.0)
+                    score = float(value or 0.0) + extra
                 except MissingEntry:
                     if cell.graded == "auto" and cell.grade_id in res.get("groups", {}):
                         score = float(res["groups"][cell.grade_id]["points"])
@@ -69,21 +77,27 @@ def scores(course: Path) -> list[dict]:
             for q in points.questions:
                 row[q] = sum(row["cells"][c.grade_id] for c in points.cells_of(q))
             row["total"] = sum(row[q] for q in points.questions)
+            row.update(deadlines.late_fields(policy, student, res.get("submission") or {}, row["total"]))
+            row["flags"] = row["late_flags"] + list(res.get("flags", [])) + policy_flags(res)
             rows.append(row)
     return rows
 
 
-def export_csv(course: Path, path: Path | None = None) -> Path:
-    """Write ``grades.csv`` (per-question points, total, pending manual cells, problems)."""
+def export_csv(course: Path, path: Path | None = None, rows: list[dict] | None = None) -> Path:
+    """Write ``grades.csv`` (per-question points, total after the late penalty, pending manual cells, the
+    late policy's columns, flags, problems); the other LMS formats are in grading/autograde/export.py."""
     points = load_registry()
     path = Path(path or Path(course) / "grades.csv")
     questions = list(points.questions)
     with open(path, "w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["student", *questions, "total", "max", "manual_pending", "problems"])
-        for row in scores(course):
+        writer.writerow(["student", *questions, "total", "max", "manual_pending", "before_late_penalty",
+                         "days_late", "late_penalty", "submitted", "time_source", "flags", "problems"])
+        for row in rows if rows is not None else scores(course):
             writer.writerow([row["student"], *(f"{row[q]:g}" for q in questions), f"{row['total']:g}",
-                             f"{points.max_total:g}", row["manual_pending"], " | ".join(row["problems"])])
+                             f"{points.max_total:g}", row["manual_pending"], f"{row['points_before_penalty']:g}",
+                             row["late_days"], f"{row['late_penalty']:g}", row["submitted"], row["time_source"],
+                             " | ".join(row["flags"]), " | ".join(row["problems"])])
     return path
 
 
@@ -99,6 +113,13 @@ def student_report(course: Path, student: str, row: dict | None = None, res: dic
         pending = f" ({row['manual_pending']} derivation(s) still to be graded by hand)" if row["manual_pending"] else ""
         parts.append(f"<p>Points so far: <b>{row['total']:g}</b> of {points.max_total:g}"
                      f" (+{sum(q.points for q in points.questions.values() if q.extra_credit):g} extra credit){_e(pending)}.</p>")
+        if row.get("late_summary"):   # the late policy (grading/autograde/deadlines.py): when, due, penalty
+            cls = "fail" if row["late_penalty"] else "muted"
+            parts.append(f"<p class='{cls}'>Late policy: {_e(row['late_summary'])}</p>")
+    breaches = [entry for g in res.get("groups", {}).values() for entry in g.get("policy", [])]
+    if breaches:   # the tasks' code policy (grading/autograde/policy.py)
+        parts.append("<h2>Code policy</h2><ul>" + "".join(f"<li class='fail'>{_e(b['message'])}</li>" for b in breaches)
+                     + "</ul>")
     if res.get("problems"):
         parts.append("<h2>Problems with the submission</h2><ul>"
                      + "".join(f"<li>{_e(p)}</li>" for p in res["problems"]) + "</ul>")
@@ -136,11 +157,13 @@ def student_report(course: Path, student: str, row: dict | None = None, res: dic
             parts.append(f"<tr><td>{_e(r['name'])}</td><td class='{cls}'>{_e(r['status'])} {_e(r['message'])}</td>"
                          f"<td>{r['wall_s']:.0f}</td></tr>")
         parts.append("</table>")
+        parts.append(rerun.report_section(runs))
     parts.append("<p class='muted'>Hidden checks use other shapes, seeds, dtypes and memory layouts (transposed "
                  "and strided views) than the public checks, and require that your functions leave their inputs "
                  "unchanged and keep the inputs' dtype. A failed case names the output that differs, the worst "
                  "relative error against the threshold and the first index over it, or the input changed in place "
-                 "and where. The notebooks' outputs are in the other files of this folder.</p>")
+                 "and where. The other files of this folder are the notebooks with the outputs saved with the "
+                 "submission.</p>")
     return _page(f"HW4 grading report: {student}", "\n".join(parts))
 
 
@@ -198,6 +221,7 @@ def class_summary(course: Path) -> Path:
         mean = sum(r[q] for r in rows) / len(rows) if rows else 0.0
         parts.append(f"<tr><td>{_e(q)} {_e(question.title)}</td><td>{mean:.1f}</td><td>{question.points:g}</td></tr>")
     parts.append("</table><p class='muted'>Derivations count once graded by hand.</p>")
+    parts.append(distribution.section(rows))   # histograms, late policy and flags (distribution.py)
     parts.append("<h2>Pass rate per hidden case</h2><table><tr><th>cell</th><th>case</th><th>passed</th></tr>")
     for (gid, cid), total in sorted(totals.items()):
         parts.append(f"<tr><td>{_e(gid)}</td><td>{_e(cid)}</td><td>{passes[(gid, cid)]}/{total}"

@@ -27,6 +27,7 @@ class NotebookRun:
     status: str                               # "ok", "timeout", "crash", "error"
     wall_s: float
     message: str = ""
+    headlines: list = field(default_factory=list)   # rerun.Headline dicts: saved against re-run, with verdicts
 
 
 @dataclass
@@ -38,6 +39,9 @@ class StudentResult:
     wall_s: float = 0.0
     checks_s: float = 0.0
     isolation: str = ""
+    submission: dict = field(default_factory=dict)  # intake's record: submitted_at (ISO, UTC), time_source,
+                                                    # lms_late, source (the file graded); see deadlines.py
+    flags: list = field(default_factory=list)       # policy flags for the instructor (counted in the summary)
 
 
 def results_dir(course: Path) -> Path:

@@ -14,6 +14,10 @@ calls left of their inputs (``hwlib.check.watch``): it compares it with the inpu
 changing an input in place, or a record gone missing, fails the case; so does an output whose dtype
 is not the inputs'. A case's ``layout`` draw keyword sends its arrays in another memory layout
 (the sandbox re-creates it from the job's ``_layout`` tag).
+
+The tasks' code policy (a NumPy-only homework: :mod:`.policy`) is checked here too: on the source
+before the sandbox starts, and on what the sandbox recorded while the groups ran; a violation goes
+into its cell's result (``GroupResult.policy``) and, where the policy says so, takes its points.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from course.registry import load as load_registry
 from hwlib import check
 from hwlib.check import protocol, watch
 
+from . import policy
 from .sandbox import Sandbox, site_packages
 
 __all__ = ["Case", "Group", "CaseResult", "GroupResult", "load", "draw_inputs", "job",
@@ -81,6 +86,7 @@ class GroupResult:
     message: str = ""
     cases: list = field(default_factory=list)
     wall_s: float = 0.0
+    policy: list = field(default_factory=list)   # code-policy violations of its tasks (policy.apply)
 
 
 def _tuples(value):
@@ -92,11 +98,11 @@ def _tuples(value):
     return value
 
 
-def load() -> dict[str, Group]:
-    """The hidden-check groups of every autograded cell, from the course registry, by grade_id; every
-    case's target must be in the check table."""
+def load(registry=None) -> dict[str, Group]:
+    """The hidden-check groups of every autograded cell, from the course registry (``registry``; None:
+    the course's profile), by grade_id; every case's target must be in the check table."""
     groups = {}
-    for gid, g in load_registry().hidden.items():
+    for gid, g in (registry or load_registry()).hidden.items():
         where = f"{g['question']}: [hidden.{gid}]"
         cases = tuple(Case(c["id"], c["points"], c.get("target", g.get("target", "")), c.get("dtype", "float64"),
                            c.get("seed", 0), _tuples(dict(c.get("draw", {})))) for c in g["cases"])
@@ -171,13 +177,19 @@ def evaluate(group: Group, inputs_of: dict, outputs: dict, errors: dict, status:
 
 # --- the watchdog ----------------------------------------------------------------------------------
 
-def run_checks(box: Sandbox, groups: list[Group], budget_scale: float = 1.0) -> dict[str, GroupResult]:
-    """Run ``groups`` on the submission in ``box.workdir / "submission"``; return results by grade_id.
+def run_checks(box: Sandbox, groups: list[Group], budget_scale: float = 1.0, registry=None) -> dict[str, GroupResult]:
+    """Run ``groups`` on the submission in ``box.workdir / "submission"``; return results by grade_id,
+    with the tasks' code policy applied (``registry``: the course's, None for the default profile).
 
     ``budget_scale`` multiplies every group's time budget (a slower machine, or quicker tests).
     """
     io_dir = box.workdir / "io"
     io_dir.mkdir(exist_ok=True)
+    registry = registry or load_registry()
+    rules = policy.load(registry)
+    # The source as handed in, read before any of it runs (the sandbox may rewrite its own folder).
+    scans = policy.read_modules(box.workdir / "submission", {t.module for t in registry.tasks})
+    policy.write_watch(io_dir, rules, registry)
     inputs_of = draw_inputs(groups)
     protocol.write_job(io_dir, job(groups, inputs_of))
     box.refresh()
@@ -233,6 +245,8 @@ def run_checks(box: Sandbox, groups: list[Group], budget_scale: float = 1.0) -> 
                 fail(list(pending), "timeout", "the checks did not start in time")
                 break
             time.sleep(0.05)
+    records = policy.read_records(io_dir, [g.grade_id for g in groups])
+    policy.apply(results, policy.check(box.workdir / "submission", rules, records, registry, scans))
     return {g.grade_id: results[g.grade_id] for g in groups}
 
 

@@ -2,10 +2,20 @@
 
 Accepted input folders (mixed too):
 
-* nbgrader's layout: ``DIR/<student>/hw4/...`` (or ``DIR/<student>/...`` holding the notebooks);
-* per-student zips as an LMS exports them: ``DIR/<name>.zip``. The student id is the zip's name up
-  to its first underscore (Canvas: ``doejane_12345_67890_hw4.zip`` -> ``doejane``). Inside, the
-  assignment folder is the shallowest folder holding a notebook or ``hwlib/``.
+* nbgrader's layout: ``DIR/<student>/hw4/...`` (or ``DIR/<student>/...`` holding the notebooks), with
+  the ``timestamp.txt`` nbgrader's exchange writes (the submission time);
+* per-student zips as an LMS exports them: ``DIR/<name>.zip``. Inside, the assignment folder is the
+  shallowest folder holding a notebook or ``hwlib/``; the submission time is the newest entry's.
+
+**Student ids** keep what the LMS gives: a zip's name up to its first numeric part
+(Canvas: ``doejane_12345_67890_hw4.zip`` -> ``doejane_12345``, the login name and the Canvas user id;
+``doejane_LATE_12345_67890_hw4.zip`` -> ``doejane_12345``, the ``LATE`` marker recorded); with no
+numeric part, up to its first underscore (``doejane_hw4.zip`` -> ``doejane``). A folder's name is the
+id as it is. Characters other than letters, digits, ``.``, ``_``, ``-`` become ``-``.
+
+**Duplicates** (two entries giving one id, e.g. a Canvas resubmission ``..._hw4-1.zip``): the latest
+wins, by submission time, then (no time, or equal times) by name in natural order; the others are
+left out, and the student's problems say which was graded and which were not. The run goes on.
 
 Submissions are untrusted data here: only regular files are copied (a symlink could point at the
 reference solution), paths must stay inside the folder (no ``..``, no absolute names), sizes and
@@ -20,13 +30,15 @@ import shutil
 import stat
 import zipfile
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 
 import nbformat
 
+from .deadlines import NBGRADER_TIMESTAMP, nbgrader_time, write_timestamp, zip_time
 from .sandbox import copy_regular_files
 
-__all__ = ["Intake", "collect", "student_id_of", "MAX_FILES", "MAX_BYTES"]
+__all__ = ["Intake", "collect", "student_id_of", "lms_marks_late", "MAX_FILES", "MAX_BYTES"]
 
 MAX_FILES = 2000
 MAX_BYTES = 200 << 20            # per submission, uncompressed
@@ -39,13 +51,38 @@ class Intake:
     student: str
     source: str                          # where it came from (folder or zip)
     problems: list = field(default_factory=list)
+    submitted_at: datetime | None = None # when it was handed in (None: unknown)
+    time_source: str = ""                # where that time came from
+    lms_late: bool = False               # the LMS marked it late (Canvas: ``_LATE_`` in the name)
+    left_out: list = field(default_factory=list)   # other submissions of this id (older duplicates)
+
+    def submission(self) -> dict:
+        """What the grades need later (plain data, saved with the student's results)."""
+        when = self.submitted_at.astimezone(timezone.utc).isoformat() if self.submitted_at else None
+        return {"submitted_at": when,
+                "time_source": self.time_source, "lms_late": self.lms_late, "source": Path(self.source).name}
+
+
+def _parts(name: str) -> list[str]:
+    stem = name[:-4] if name.lower().endswith(".zip") else name
+    return stem.split("_")
+
+
+def lms_marks_late(name: str) -> bool:
+    """Whether an LMS zip name carries Canvas's late marker (``doejane_LATE_12345_...``)."""
+    parts = _parts(name)
+    return name.lower().endswith(".zip") and len(parts) > 2 and parts[1] == "LATE"
 
 
 def student_id_of(name: str) -> str:
-    """A safe student id from a folder or zip name."""
-    stem = name[:-4] if name.lower().endswith(".zip") else name
-    if name.lower().endswith(".zip") and "_" in stem:
-        stem = stem.split("_", 1)[0]
+    """A safe student id from a folder or zip name (the rule is in the module's docstring)."""
+    stem = name
+    if name.lower().endswith(".zip"):
+        parts = _parts(name)
+        if lms_marks_late(name):
+            del parts[1]
+        numeric = next((i for i, p in enumerate(parts) if i > 0 and p.isdigit()), None)
+        stem = "_".join(parts[: numeric + 1]) if numeric is not None else parts[0]
     sid = _ID.sub("-", stem).strip(".-")
     if not sid:
         raise ValueError(f"cannot make a student id from {name!r}")
@@ -66,6 +103,7 @@ def _assignment_root(names: list[PurePosixPath]) -> PurePosixPath | None:
 
 
 def _extract_zip(path: Path, dest: Path, problems: list) -> None:
+    """Extract the assignment folder of a zip into ``dest`` (a student's ``timestamp.txt`` is dropped)."""
     with zipfile.ZipFile(path) as zf:
         members, total = [], 0
         for info in zf.infolist():
@@ -76,7 +114,7 @@ def _extract_zip(path: Path, dest: Path, problems: list) -> None:
             if name.is_absolute() or ".." in name.parts or "\\" in info.filename:
                 problems.append(f"skipped unsafe path in the zip: {info.filename}")
                 continue
-            if mode and not stat.S_ISREG(mode):
+            if stat.S_IFMT(mode) and not stat.S_ISREG(mode):   # (no type bits: Python's writestr, a file)
                 problems.append(f"skipped a link or special file in the zip: {info.filename}")
                 continue
             if "__MACOSX" in name.parts or name.name.startswith("._"):
@@ -94,6 +132,8 @@ def _extract_zip(path: Path, dest: Path, problems: list) -> None:
                 rel = name.relative_to(root)
             except ValueError:
                 continue
+            if rel.as_posix() == NBGRADER_TIMESTAMP:
+                continue  # the time of a zip is its entries' (written below), not a file the student adds
             target = dest / Path(*rel.parts)
             target.parent.mkdir(parents=True, exist_ok=True)
             with zf.open(info) as src, open(target, "wb") as out:
@@ -127,22 +167,71 @@ def _check_notebooks(folder: Path, problems: list) -> None:
             shutil.move(str(nb), bad / nb.name)
 
 
-def collect(source: Path, submitted: Path, assignment: str) -> list[Intake]:
-    """Copy every submission found in ``source`` to ``submitted/<student>/<assignment>/``."""
+def _natural(name: str) -> list:
+    """A sort key reading digit runs as numbers (``hw4-2`` before ``hw4-10``)."""
+    stem = name[:-4] if name.lower().endswith(".zip") else name
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", stem)]
+
+
+def _submission_time(entry: Path, assignment: str, tz) -> tuple[datetime | None, str]:
+    """When ``entry`` was handed in, and where that time comes from (see grading/autograde/deadlines.py)."""
+    if entry.is_dir():
+        root = entry / assignment if (entry / assignment).is_dir() else entry
+        when = nbgrader_time(root)
+        return when, "nbgrader timestamp.txt" if when else ""
+    try:
+        with zipfile.ZipFile(entry) as zf:
+            when = zip_time(zf.infolist(), tz)
+    except (zipfile.BadZipFile, OSError):
+        return None, ""
+    return when, "zip entry times" if when else ""
+
+
+def _pick_latest(sid: str, entries: list[Path], assignment: str, tz) -> Intake:
+    """The intake of the latest of ``entries`` (one id's submissions), the others named as left out."""
+    timed = sorted(((entry, *_submission_time(entry, assignment, tz)) for entry in entries),
+                   key=lambda t: (t[1] is not None, t[1] or datetime.min.replace(tzinfo=timezone.utc),
+                                  _natural(t[0].name)))
+    entry, when, how = timed[-1]
+    intake = Intake(sid, str(entry), submitted_at=when, time_source=how, lms_late=lms_marks_late(entry.name))
+    if len(timed) > 1:
+        def at(t):
+            return t.isoformat(timespec="minutes") if t else "no time"
+        intake.left_out = [e.name for e, _, _ in timed[:-1]]
+        others = ", ".join(f"{e.name} ({at(t)})" for e, t, _ in timed[:-1])
+        intake.problems.append(f"{len(timed)} submissions for {sid}: graded {entry.name} ({at(when)}), "
+                               f"left out {others}: the latest wins")
+    return intake
+
+
+def collect(source: Path, submitted: Path, assignment: str, *, tz=timezone.utc,
+            students: set | None = None) -> list[Intake]:
+    """Copy every submission found in ``source`` to ``submitted/<student>/<assignment>/``.
+
+    ``tz``: the timezone a zip's local entry times are read in (the course's); ``students``: take only
+    these ids (the others' folders are not touched); an id with no submission is an error.
+    """
     source, submitted = Path(source).resolve(), Path(submitted).resolve()
-    intakes, seen = [], set()
-    entries = sorted(p for p in source.iterdir() if not p.name.startswith("."))
-    for entry in entries:
+    by_id: dict[str, list[Path]] = {}
+    for entry in sorted(p for p in source.iterdir() if not p.name.startswith(".")):
         if entry.is_symlink() or not (entry.is_dir() or entry.suffix.lower() == ".zip"):
             continue
         try:
-            sid = student_id_of(entry.name)
+            by_id.setdefault(student_id_of(entry.name), []).append(entry)
         except ValueError:
             continue
-        if sid in seen:
-            raise ValueError(f"two submissions for student {sid!r} in {source} (rename one)")
-        seen.add(sid)
-        intake = Intake(sid, str(entry))
+    if students is not None:
+        missing = sorted(set(students) - set(by_id))
+        if missing:
+            known = ", ".join(sorted(by_id)[:12]) + (" ..." if len(by_id) > 12 else "")
+            raise ValueError(f"no submission for {', '.join(missing)} in {source} (student ids there: "
+                             f"{known or 'none'}); give ids as grades.csv spells them")
+    intakes = []
+    for sid in sorted(by_id):
+        if students is not None and sid not in students:
+            continue
+        intake = _pick_latest(sid, by_id[sid], assignment, tz)
+        entry = Path(intake.source)
         dest = submitted / sid / assignment
         staging = submitted / sid / f".{assignment}.incoming"
         if staging.exists():
@@ -156,6 +245,12 @@ def collect(source: Path, submitted: Path, assignment: str) -> list[Intake]:
         except (ValueError, zipfile.BadZipFile, OSError) as exc:
             intake.problems.append(f"the submission could not be read: {exc}")
         _check_notebooks(staging, intake.problems)
+        stamp = staging / NBGRADER_TIMESTAMP
+        if intake.submitted_at is not None:
+            write_timestamp(staging, intake.submitted_at)   # nbgrader records the time as well
+        elif stamp.exists():
+            stamp.unlink()
+            intake.problems.append(f"{NBGRADER_TIMESTAMP} could not be read as a time and was ignored")
         if dest.exists():
             shutil.rmtree(dest)
         staging.rename(dest)

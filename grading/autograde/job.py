@@ -3,23 +3,31 @@
 For every submission (nbgrader's ``submitted/<student>/hw4/`` layout, or per-student zips):
 
 1. **intake** (trusted, main process): a safe copy into ``build/course/submitted/<student>/hw4/``
-   (grading/autograde/intake.py);
+   with its submission time; duplicates resolved, the latest wins (grading/autograde/intake.py);
+   ``Settings.students`` takes only those ids: the others' results stay as they are;
 2. **in a worker process per submission, in parallel** (default 2 workers):
    a. nbgrader autograde *without execution* (trusted): restores edited locked cells, re-adds
       deleted test cells, records the submission and its manually graded cells in the gradebook
-      (nbgrader's own Execute is switched off in grading/nbgrader/nbgrader_config.py);
+      (nbgrader's own Execute is switched off in grading/nbgrader/nbgrader_config.py); the outputs
+      the student saved, which nbgrader clears, are put back as data (text and images);
    b. the submission is composed in a private folder: the student's files, with the kit's given
       modules reset to the kit's version (the student modules are kept, as nbgrader does with
       ``Autograde.exclude_overwriting``);
    c. the hidden checks (grading/autograde/hidden.py): inputs drawn here, the student's functions run in the
       sandbox (grading/autograde/sandbox.py), outputs compared here;
    d. the notebooks run in the sandbox too (grading/autograde/sandbox_exec.py: per-cell timeout, a budget per
-      notebook), for the TA and the feedback; their outputs are merged back into the autograded
-      notebooks as data;
+      notebook), for the TA and the feedback: the re-run goes to ``<course>/rerun/<student>/``, its
+      headline results beside the saved ones in the grading report (grading/autograde/rerun.py);
 3. **scores** (trusted, main process): the points of every autograded test cell are set in the
    gradebook from the hidden checks; the derivations wait for the TA (formgrader);
-4. **outputs**: nbgrader feedback plus ``grading_report.html`` per student (in the workers),
-   ``grades.csv`` and the class summary (``summary.html``), all under the course folder.
+4. **outputs**: nbgrader feedback plus ``grading_report.html`` per student (in the workers), the
+   exports (``grades.csv`` and the LMS files: grading/autograde/export.py) and the class summary
+   (``summary.html``), all under the course folder, from every student's saved results; the late
+   policy (grading/autograde/deadlines.py) applies when they are written.
+
+:func:`grade_submission` is the unit of work: a top-level function of picklable arguments returning a
+picklable :class:`StudentResult`, so any executor can run it; only the coordinating process writes
+the gradebook and the files above.
 """
 
 from __future__ import annotations
@@ -30,7 +38,9 @@ import shutil
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import ExitStack
 from dataclasses import dataclass, field
+from functools import partial
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -38,7 +48,7 @@ from course.paths import COURSE
 from hwlib.progress import progress
 
 from ..nbgrader.course_root import ASSIGNMENT
-from . import feedback, hidden
+from . import deadlines, export, feedback, hidden
 from .compose import compose, sanitize, tools_dir
 from .gradebook import StudentResult, group_result, record_scores, results_dir, save_result
 from .intake import collect
@@ -65,15 +75,28 @@ class Settings:
     reuse_checks: bool = False                # keep a student's saved hidden-check results (re-run notebooks only)
     feedback: bool = True                     # grading_report.html per student
     nbgrader_feedback: bool = True            # nbgrader's feedback HTML of the notebooks (slow: nbconvert)
+    students: tuple | None = None             # grade only these ids (None: every submission in the folder)
+    exports: tuple = export.FORMATS           # which grade files to write (export.py)
+    roster: Path | None = None                # the LMS's roster CSV (names, SIS ids, sections, emails)
+    canvas_assignment: str | None = None      # Canvas's column for the assignment, e.g. "HW4 (123456)"
+    scheduler: str | None = None              # a Dask scheduler's address: grade on its workers (distribute.py)
+    allow_weak_isolation: bool = False        # with a scheduler: workers without full isolation grade too (flagged)
 
 
 
-def grade_submission(student: str, slot: int, settings: Settings, run_dir: Path, problems: list) -> StudentResult:
+def prepare(course: Path, student: str, workdir: Path) -> list[str]:
+    """The trusted steps that need the course folder: nbgrader's sanitizing (it writes the gradebook)
+    and the submission as graded, composed in ``workdir/submission``; return the problems found."""
+    return sanitize(course, student) + compose(course, student, workdir / "submission")
+
+
+def grade_submission(student: str, slot: int, settings: Settings, run_dir: Path, problems: list,
+                     prepared: bool = False) -> StudentResult:
+    """Grade one submission; ``prepared``: :func:`prepare` already ran (a Dask worker: distribute.py)."""
     start = time.perf_counter()
     course = Path(settings.course)
-    problems = list(problems) + sanitize(course, student)
     workdir = run_dir / student
-    problems += compose(course, student, workdir / "submission")
+    problems = list(problems) + ([] if prepared else prepare(course, student, workdir))
     box = Sandbox(workdir, slot=slot, tools=tools_dir(run_dir), limits=settings.limits, data_root=settings.data_root)
     try:
         groups = list(hidden.load().values())
@@ -107,25 +130,48 @@ def autograde(source: Path, settings: Settings | None = None, log=print) -> list
     settings.course = course
     if not (course / "gradebook.db").exists() or not (course / "release" / ASSIGNMENT).is_dir():
         raise SystemExit(f"no released assignment in {course}: run `make release` (python -m grading release) first")
+    try:
+        policy = deadlines.load_policy()
+        if settings.roster:
+            export.read_roster(settings.roster)       # a bad roster stops the run now, not after grading
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from None
     level = isolation()
     log(f"isolation: {level['level']}" + (f" ({level['reason']})" if level["reason"] else ""))
+    log(f"late policy: due {policy.local(policy.due)}, {policy.percent_per_day:g}% per day after "
+        f"{policy.grace.total_seconds() / 60:g} minutes' grace, at most {policy.max_percent:g}% ({policy.source})"
+        if policy.due else f"late policy: none (no [deadline] due date in {policy.source})")
     t0 = time.perf_counter()
-    intakes = collect(Path(source), course / "submitted", ASSIGNMENT)
+    try:
+        intakes = collect(Path(source), course / "submitted", ASSIGNMENT, tz=policy.tz,
+                          students=set(settings.students) if settings.students else None)
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from None
     if not intakes:
         raise SystemExit(f"no submissions found in {source}")
+    for intake in intakes:
+        if intake.left_out:
+            log(f"{intake.student}: graded {Path(intake.source).name}, left out {', '.join(intake.left_out)} "
+                "(duplicates: the latest wins)")
     problems = {i.student: list(i.problems) for i in intakes}
+    submissions = {i.student: i.submission() for i in intakes}
     phases = {"intake": time.perf_counter() - t0}
     t = time.perf_counter()
     run_dir = Path(tempfile.mkdtemp(prefix="hw4-grading-"))
     os.chmod(run_dir, 0o711)  # sandbox uids may traverse to their own (mode 700) folder, nothing more
     results: list[StudentResult] = []
     try:
-        with ProcessPoolExecutor(max_workers=max(1, settings.workers), mp_context=get_context("spawn")) as pool:
+        with ProcessPoolExecutor(max_workers=max(1, settings.workers), mp_context=get_context("spawn")) as pool, \
+                ExitStack() as stack:
+            submit = partial(pool.submit, grade_submission)
+            if settings.scheduler:  # Dask scale-out: not in this version (issue 15, in progress)
+                raise SystemExit("--scheduler: grading on a Dask cluster is not available in this version of the "
+                                 "kit; grade locally (drop --scheduler)")
             # Submissions whose notebooks run are the long jobs: start them first, so that the other
             # workers grade the rest meanwhile instead of waiting on one long job at the end.
             executes = settings.execute and settings.execute_students is not None
             order = sorted(intakes, key=lambda i: executes and i.student not in settings.execute_students)
-            futures = {pool.submit(grade_submission, i.student, slot, settings, run_dir, problems[i.student]): i.student
+            futures = {submit(i.student, slot, settings, run_dir, problems[i.student]): i.student
                        for slot, i in enumerate(order, start=1)}
             bar = progress(total=len(futures), desc="autograde", unit="submission")
             for fut in as_completed(futures):
@@ -136,6 +182,7 @@ def autograde(source: Path, settings: Settings | None = None, log=print) -> list
             phases["nbgrader and sandboxed grading"] = time.perf_counter() - t
             t = time.perf_counter()
             for result in results:
+                result.submission = submissions[result.student]
                 missing = record_scores(course, result)
                 if missing:
                     result.problems.append(f"not in the gradebook (notebook missing or unreadable): "
@@ -149,10 +196,11 @@ def autograde(source: Path, settings: Settings | None = None, log=print) -> list
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
     t = time.perf_counter()
-    csv_path = feedback.export_csv(course)
+    written = export.write(course, settings.exports, roster=settings.roster,
+                           canvas_assignment=settings.canvas_assignment, log=log)
     summary = feedback.class_summary(course)
     phases["csv and summary"] = time.perf_counter() - t
     log("time per phase: " + ", ".join(f"{k} {v:.1f} s" for k, v in phases.items()))
     log(f"graded {len(results)} submission(s) in {time.perf_counter() - t0:.1f} s "
-        f"({settings.workers} worker(s)); grades: {csv_path}; summary: {summary}")
+        f"({settings.workers} worker(s)); grades: {', '.join(map(str, written.values()))}; summary: {summary}")
     return results

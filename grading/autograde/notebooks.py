@@ -1,8 +1,14 @@
-"""Running a submission's notebooks in the sandbox, for the TA and the feedback (they award no points).
+"""A submission's notebooks for the TA: the student's own outputs, and the grader's re-run beside them.
 
-The notebook gets the grader's parameters (as papermill injects them), runs in the sandbox
-(``sandbox_exec.py``: nbclient, a per-cell timeout, a budget per notebook), and its outputs come back
-as data: text and images only, no HTML or scripts, merged into the trusted autograded notebook.
+* :func:`keep_saved_outputs`: nbgrader's sanitizing step clears every output of the autograded
+  notebooks (what formgrader shows the TA); the student's saved outputs are put back, as data: text
+  and images only, no HTML, Markdown or scripts (a student's output must never render as a page in
+  the TA's browser);
+* :func:`run_notebook`: the notebook runs in the sandbox under the grader's parameters (as papermill
+  injects them; ``sandbox_exec.py``: nbclient, a per-cell timeout, a budget per notebook). Its
+  outputs, cleaned the same way, go to a separate notebook (``<course>/rerun/<student>/``), and its
+  headline results are compared with the saved ones (``rerun.py``) for the grading report. The
+  autograded notebook is not changed: the re-run awards no points and replaces no evidence.
 """
 
 from __future__ import annotations
@@ -10,17 +16,30 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
+from dataclasses import asdict
 from pathlib import Path
 
 import nbformat
 
+from ..nbgrader.course_root import ASSIGNMENT
+from . import rerun
 from .gradebook import NotebookRun
 from .sandbox import Sandbox, site_packages
 
-__all__ = ["parameterize", "merge_outputs", "run_notebook"]
+__all__ = ["parameterize", "clean_output", "merge_outputs", "keep_saved_outputs", "rerun_dir", "run_notebook"]
 
-ALLOWED_MIME = ("text/plain", "image/png", "image/jpeg", "text/markdown", "text/latex")
+IMAGES = ("image/png", "image/jpeg")
+TEXTS = ("text/plain",)
+AS_PLAIN_TEXT = ("text/markdown", "text/latex")   # shown as their source text, never rendered
 MAX_TEXT = 100_000
+MAX_IMAGE = 4 * MAX_TEXT                          # base64 characters; a larger image is left out, not cut
+BASE64 = re.compile(r"[A-Za-z0-9+/=\s]*")
+
+
+def rerun_dir(course: Path) -> Path:
+    """Where the re-run notebooks are kept for the TA: ``<course>/rerun/<student>/<name>.ipynb``."""
+    return Path(course) / "rerun"
 
 
 def parameterize(nb, parameters: dict):
@@ -40,22 +59,32 @@ def parameterize(nb, parameters: dict):
     return nb
 
 
-def _clean_output(out) -> dict | None:
-    """An output of the untrusted notebook, rebuilt from plain values (no HTML, no scripts)."""
+def _joined(value) -> str:
+    return "".join(str(v) for v in value) if isinstance(value, list) else str(value)
+
+
+def clean_output(out) -> dict | None:
+    """An output of an untrusted notebook, rebuilt from plain values; None when nothing safe is left.
+
+    Kept: streams, plain text, PNG/JPEG images (base64, up to ``MAX_IMAGE`` characters) and errors.
+    Markdown and LaTeX become plain text when the output has none (nbconvert would render them, raw
+    HTML included); HTML, SVG, JavaScript and widgets are dropped. Texts are capped at ``MAX_TEXT``
+    characters.
+    """
     kind = out.get("output_type")
     try:
         if kind == "stream":
-            text = out.get("text", "")
-            text = "".join(text) if isinstance(text, list) else str(text)
             return nbformat.v4.new_output("stream", name="stderr" if out.get("name") == "stderr" else "stdout",
-                                          text=text[-MAX_TEXT:])
+                                          text=_joined(out.get("text", ""))[-MAX_TEXT:])
         if kind in ("display_data", "execute_result"):
-            data = {}
-            for mime in ALLOWED_MIME:
-                if mime in out.get("data", {}):
-                    value = out["data"][mime]
-                    value = "".join(value) if isinstance(value, list) else str(value)
-                    data[mime] = value[: 4 * MAX_TEXT if mime.startswith("image/") else MAX_TEXT]
+            given, data = out.get("data", {}), {}
+            for mime in IMAGES:
+                value = _joined(given.get(mime, ""))
+                if value and len(value) <= MAX_IMAGE and BASE64.fullmatch(value):
+                    data[mime] = value
+            plain = next((given[m] for m in TEXTS + AS_PLAIN_TEXT if m in given), None)
+            if plain is not None:
+                data["text/plain"] = _joined(plain)[:MAX_TEXT]
             if not data:
                 return None
             if kind == "execute_result":
@@ -70,32 +99,75 @@ def _clean_output(out) -> dict | None:
     return None
 
 
-def merge_outputs(trusted, executed) -> int:
-    """Copy outputs of ``executed`` into the code cells of ``trusted`` with the same id and source."""
-    by_id = {c.get("id"): c for c in executed.get("cells", []) if isinstance(c, dict)}
+def merge_outputs(trusted, untrusted) -> int:
+    """Copy the cleaned outputs of ``untrusted`` (a notebook as a plain dict) into the code cells of
+    ``trusted`` with the same id and source; return how many cells got them."""
+    by_id = {c.get("id"): c for c in untrusted.get("cells", []) if isinstance(c, dict)}
     merged = 0
     for cell in trusted.cells:
         if cell.cell_type != "code":
             continue
-        ex = by_id.get(cell.get("id"))
-        source = ex.get("source") if ex is not None else None
-        if isinstance(source, list):
-            source = "".join(str(s) for s in source)
-        if source != cell.source:
+        other = by_id.get(cell.get("id"))
+        if other is None or _joined(other.get("source", "")) != cell.source:
             continue
-        outs = [o for o in (_clean_output(o) for o in ex.get("outputs", []) if isinstance(o, dict)) if o]
-        cell.outputs = outs
-        count = ex.get("execution_count")
+        outputs = other.get("outputs", [])
+        cell.outputs = [o for o in (clean_output(o) for o in outputs if isinstance(o, dict)) if o] \
+            if isinstance(outputs, list) else []
+        count = other.get("execution_count")
         cell.execution_count = count if isinstance(count, int) else None
         merged += 1
     return merged
 
 
-def run_notebook(box: Sandbox, nb_path: Path, parameters: dict, cell_timeout: float, budget: float) -> NotebookRun:
-    """Run the autograded notebook ``nb_path`` in ``box``; write its outputs back into it."""
+def keep_saved_outputs(course: Path, student: str) -> int:
+    """Put the student's saved outputs (from ``submitted/``) back into their autograded notebooks,
+    which nbgrader's sanitizing cleared. A cell gets them when its id and source are the submitted
+    ones: a locked cell the student edited, restored by nbgrader, shows no output (its outputs came
+    from the edited code). Return the number of cells that got their outputs back."""
+    submitted = Path(course) / "submitted" / student / ASSIGNMENT
+    merged = 0
+    for path in sorted((Path(course) / "autograded" / student / ASSIGNMENT).glob("*.ipynb")):
+        saved_path = submitted / path.name
+        if not saved_path.is_file():
+            continue
+        try:
+            saved = json.loads(saved_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue  # intake set unreadable notebooks aside; nbgrader scores them as missing
+        nb = nbformat.read(path, as_version=4)
+        merged += merge_outputs(nb, saved if isinstance(saved, dict) else {})
+        nbformat.write(nb, path)
+    return merged
+
+
+def _course_layout(nb_path: Path) -> tuple[Path, str] | None:
+    """``(course, student)`` of an autograded notebook (``<course>/autograded/<student>/hw4/x.ipynb``)."""
+    parts = nb_path.resolve().parents
+    if len(parts) > 3 and parts[2].name == "autograded" and parts[0].name == ASSIGNMENT:
+        return parts[3], parts[1].name
+    return None
+
+
+def run_notebook(box: Sandbox, nb_path: Path, parameters: dict, cell_timeout: float, budget: float,
+                 source: Path | None = None, rerun_path: Path | None = None) -> NotebookRun:
+    """Re-run the autograded notebook ``nb_path`` in ``box``; compare its headline results with the
+    saved ones.
+
+    ``source`` is the course's source notebook (trusted: it says which cells are headlines) and
+    ``rerun_path`` where the re-run notebook is written; both default to their places in the course
+    that holds ``nb_path``. ``nb_path`` itself is left as it is.
+    """
     name = nb_path.stem
-    trusted = nbformat.read(nb_path, as_version=4)
-    params = parameterize(trusted, parameters)
+    layout = _course_layout(nb_path)
+    if layout is not None:
+        course, student = layout
+        source = source or course / "source" / ASSIGNMENT / nb_path.name
+        rerun_path = rerun_path or rerun_dir(course) / student / nb_path.name
+    saved = nbformat.read(nb_path, as_version=4)
+    params = parameterize(saved, parameters)
+    for cell in params.cells:  # the sandbox starts from a blank notebook: no saved output can come back
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
     io_dir = box.workdir / "io"
     io_dir.mkdir(exist_ok=True)
     src, out = io_dir / f"{name}.in.ipynb", io_dir / f"{name}.out.ipynb"
@@ -117,11 +189,16 @@ def run_notebook(box: Sandbox, nb_path: Path, parameters: dict, cell_timeout: fl
             executed = json.loads(out.read_text())
     except (OSError, ValueError) as exc:
         status, message = "error", f"the executed notebook could not be read: {exc}"
+    rerun_nb = None
     if isinstance(executed, dict):
         merge_outputs(params, executed)
-        dead = [c for c in params.cells if c.cell_type == "code"
-                and any(o.get("ename") == "DeadKernelError" for o in c.outputs)]
-        if dead and status == "ok":
+        rerun_nb = params
+        if status == "ok" and any(o.get("ename") == "DeadKernelError" for c in params.cells
+                                  if c.cell_type == "code" for o in c.outputs):
             status, message = "crash", "the kernel died while running the notebook (later cells were not run)"
-    nbformat.write(params, nb_path)
-    return NotebookRun(name, status, res.wall_s, message)
+        if rerun_path is not None:
+            rerun_path.parent.mkdir(parents=True, exist_ok=True)
+            nbformat.write(params, rerun_path)
+    ids = rerun.headline_ids(nbformat.read(source, as_version=4)) if source and Path(source).is_file() else []
+    headlines = rerun.compare(saved, rerun_nb, ids, not_run=message or "the re-run produced no notebook")
+    return NotebookRun(name, status, res.wall_s, message, headlines=[asdict(h) for h in headlines])

@@ -4,56 +4,47 @@ Everything that runs inside the student's process can be rewritten by the studen
 sandboxed side only *produces* outputs (arrays, executed notebooks) in its own folder; verdicts are
 computed by the trusted caller, which never imports the submission (DESIGN.md, the trust boundary).
 
-Isolation levels (:func:`isolation` says which one is active, and the grading report prints it):
+The sandbox is bubblewrap (``bwrap``: Debian ``bubblewrap``, what Flatpak uses); :mod:`.isolation`
+builds its command line and probes what this machine gives. The levels (:func:`isolation` says
+which one is active; the autograder prints it):
 
-``full`` (the grader runs as root on Linux, and the kernel allows namespaces):
-  * a new mount namespace with a fresh root (``chroot``): read-only binds of the system (``/usr``,
-    ``/lib*``, ``/bin``, ``/etc``), of the Python installation and of the virtual environment, a
-    read-write bind of the submission's own folder at ``/sandbox``, a private ``/tmp`` and
-    ``/dev/shm`` (tmpfs, size-capped), minimal ``/dev``, ``/proc`` mounted with ``hidepid=2``. The
-    repository (reference solution, hidden checks, gradebook), other submissions and the rest of the
-    host are not in the view at all;
-  * a new network namespace with only the loopback device: no network;
-  * a dedicated unprivileged uid per submission (not in /etc/passwd), no groups, ``no_new_privs``;
-    the submission folder is a private copy owned by that uid (mode 700);
-  * limits (``setrlimit``): address space, file size, processes (per uid: no fork bombs), CPU time;
-  * a wall-clock budget; on expiry the process group and every process of the uid are killed.
-``limits`` (not root, or namespaces refused): only the limits, the wall-clock budget, a clean
-  environment and ``python -I -S`` with an explicit ``sys.path``; the student's code can read what
-  the grader's user can read. Grade on a machine where ``full`` is available.
+``full``: new mount, PID, network, IPC and UTS namespaces, a read-only view of the system, the
+  Python installation and the environment, the submission's folder at ``/sandbox``, no network, the
+  seccomp filter of :mod:`.seccomp_filter`; as root a dedicated uid per submission, otherwise (with
+  unprivileged user namespaces) the grader's uid in a user namespace of its own;
+``namespaces``: the same without the seccomp filter (no libseccomp bindings here);
+``limits`` (no bubblewrap, or it cannot start here): only the limits below, the wall-clock budget,
+  a clean environment and ``python -I -S``: the student's code can read what the grader's user can.
+
+Limits at every level: address space, file size, open files, CPU time (``setrlimit``); in a
+bubblewrap sandbox also the number of processes, counted per sandbox. Ending a sandbox kills its
+PID namespace, so nothing it started outlives it.
 """
 
 from __future__ import annotations
 
-import ctypes
-import fcntl
+import json
 import os
 import resource
 import shutil
 import signal
-import socket
 import stat
-import struct
 import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
+
+from .isolation import (CONTAINED, DATA_DIR, SANDBOX_DIR, TOOLS_DIR, bwrap_argv, end_sandbox, probe,
+                        seccomp_program, site_packages)
 
 __all__ = ["Limits", "Result", "Sandbox", "Running", "isolation", "site_packages", "copy_regular_files",
            "SANDBOX_DIR", "UID_BASE"]
 
-SANDBOX_DIR = "/sandbox"       # where the submission's folder appears inside the sandbox
-TOOLS_DIR = "/grader"          # read-only: the sandbox-side scripts (never the hidden checks)
-DATA_DIR = "/data"             # read-only: an optional data root
-UID_BASE = 62000               # sandbox uids: UID_BASE + block of the process + slot (no such users)
+UID_BASE = 62000               # sandbox uids as root: UID_BASE + block of the process + slot (no such users)
 _SLOTS = 1000                  # uids per grading process
-
-_CLONE_NEWNS, _CLONE_NEWUTS, _CLONE_NEWIPC, _CLONE_NEWNET = 0x00020000, 0x04000000, 0x08000000, 0x40000000
-_MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_REMOUNT, _MS_BIND, _MS_REC, _MS_PRIVATE = 1, 2, 4, 32, 4096, 16384, 1 << 18
-_PR_SET_NO_NEW_PRIVS, _PR_SET_PDEATHSIG = 38, 1
+INFO = "bwrap-info.json"       # what bubblewrap says of the sandbox it made (its init's pid, namespaces)
 
 
 @dataclass(frozen=True)
@@ -62,195 +53,75 @@ class Limits:
 
     memory_bytes: int = 6 << 30      # RLIMIT_AS: PyTorch maps a lot of address space on import
     file_bytes: int = 256 << 20      # RLIMIT_FSIZE: largest file it may write (stdout included)
-    processes: int = 64              # RLIMIT_NPROC for the sandbox uid
-    tmp_bytes: int = 256 << 20       # size of the private /tmp
+    processes: int = 64              # RLIMIT_NPROC inside the sandbox (no fork bombs)
+    tmp_bytes: int = 256 << 20       # size of the private /tmp and /dev/shm
     open_files: int = 512
 
 
 @dataclass
 class Result:
-    returncode: int | None
+    returncode: int | None           # negative: killed by that signal
     timed_out: bool
     wall_s: float
     stdout: str = ""
     stderr: str = ""
 
 
-def site_packages() -> list[str]:
-    """The site-packages folders of the grading environment (the sandbox imports numpy etc. from there)."""
-    import site
-    return [p for p in site.getsitepackages() if Path(p).is_dir()]
-
-
-# --- the child side (runs between fork and exec, as root) --------------------------------------
-
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def _check(ret: int, what: str) -> None:
-    if ret != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"{what}: {os.strerror(err)}")
-
-
-def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
-    enc = (lambda s: s.encode() if s is not None else None)
-    _check(_libc.mount(enc(source), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data)), f"mount {target}")
-
-
-def _bind(root: str, source: str, target: str | None = None, *, writable: bool = False) -> None:
-    target = root + (target or source)
-    if os.path.isdir(source):
-        os.makedirs(target, exist_ok=True)
-    else:
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        open(target, "a").close()
-    _mount(source, target, None, _MS_BIND | _MS_REC)
-    flags = _MS_BIND | _MS_REMOUNT | _MS_NOSUID | (0 if writable else _MS_RDONLY)
-    _mount(None, target, None, flags)
-
-
-def _loopback_up() -> None:
-    """Bring ``lo`` up in the new network namespace (Jupyter kernels talk to their client over it)."""
-    SIOCSIFFLAGS, IFF_UP, IFF_LOOPBACK, IFF_RUNNING = 0x8914, 0x1, 0x8, 0x40
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        fcntl.ioctl(s, SIOCSIFFLAGS, struct.pack("16sH", b"lo", IFF_UP | IFF_LOOPBACK | IFF_RUNNING))
-
-
 def _set_limits(limits: Limits, cpu_s: int) -> None:
+    """Between fork and exec (of bwrap, or of the command itself at level ``limits``)."""
     for res, value in ((resource.RLIMIT_AS, limits.memory_bytes), (resource.RLIMIT_FSIZE, limits.file_bytes),
                        (resource.RLIMIT_NOFILE, limits.open_files), (resource.RLIMIT_CORE, 0),
                        (resource.RLIMIT_CPU, cpu_s)):
         resource.setrlimit(res, (value, value))
 
 
-def _enter_full(root: str, workdir: str, tools: str, data: str | None, uid: int, limits: Limits, cpu_s: int,
-                ro_paths: tuple[str, ...]) -> None:
-    _check(_libc.unshare(_CLONE_NEWNS | _CLONE_NEWNET | _CLONE_NEWIPC | _CLONE_NEWUTS), "unshare")
-    _mount(None, "/", None, _MS_REC | _MS_PRIVATE)
-    _mount("tmpfs", root, "tmpfs", _MS_NOSUID | _MS_NODEV, "size=8m,mode=755")
-    # The private /tmp comes first, so that a Python or virtualenv living under /tmp (a checkout
-    # in /tmp) is bound on top of it instead of being hidden by it.
-    for name, mode in (("/tmp", "1777"), ("/dev/shm", "1777")):
-        os.makedirs(root + name, exist_ok=True)
-        _mount("tmpfs", root + name, "tmpfs", _MS_NOSUID | _MS_NODEV, f"size={limits.tmp_bytes},mode={mode}")
-    for path in ro_paths:
-        if os.path.exists(path):
-            _bind(root, path)
-    os.makedirs(root + "/dev", exist_ok=True)
-    for dev in ("null", "zero", "random", "urandom", "full"):
-        if os.path.exists("/dev/" + dev):
-            _bind(root, "/dev/" + dev, writable=True)
-    os.symlink("/proc/self/fd", root + "/dev/fd")
-    os.makedirs(root + "/proc", exist_ok=True)
-    _mount("proc", root + "/proc", "proc", _MS_NOSUID | _MS_NODEV, "hidepid=2")
-    _bind(root, workdir, SANDBOX_DIR, writable=True)
-    _bind(root, tools, TOOLS_DIR)
-    if data:
-        _bind(root, data, DATA_DIR)
-    _loopback_up()
-    os.chroot(root)
-    os.chdir(SANDBOX_DIR)
-    _set_limits(limits, cpu_s)
-    resource.setrlimit(resource.RLIMIT_NPROC, (limits.processes, limits.processes))
-    _check(_libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(no_new_privs)")
-    os.setgroups([])
-    os.setgid(uid)
-    os.setuid(uid)
-    # Die with the grader (set after setuid, which clears it): no orphan outlives an interrupted run.
-    _check(_libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl(pdeathsig)")
-
-
-def _system_paths() -> tuple[str, ...]:
-    """What the sandbox sees read-only: the system, the Python installation, the environment."""
-    paths = ["/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/etc", "/sys/devices/system/cpu"]
-    for prefix in {sys.base_prefix, sys.prefix, os.path.realpath(sys.base_prefix)}:
-        paths.append(prefix)
-    # The interpreter the venv links to, and the folders of the site-packages.
-    paths.append(os.path.dirname(os.path.realpath(sys.executable)))
-    paths.extend(site_packages())
-    # Keep only the outermost of nested paths (binding an inner one again is harmless but slow).
-    paths = sorted(set(paths), key=len)
-    kept = []
-    for p in paths:
-        if not any(p == k or p.startswith(k.rstrip("/") + "/") for k in kept):
-            kept.append(p)
-    return tuple(kept)
-
-
-# --- the parent side ----------------------------------------------------------------------------
-
-@lru_cache(maxsize=1)
-def isolation() -> dict:
-    """Which isolation this machine gives (probed once by running ``true`` in a full sandbox)."""
-    info = {"level": "limits", "filesystem": False, "network": False, "uid": False, "limits": True,
-            "reason": ""}
-    if os.name != "posix" or not sys.platform.startswith("linux"):
-        info["reason"] = "not Linux: no namespaces"
-        return info
-    if os.geteuid() != 0:
-        info["reason"] = "not running as root: no mount/network namespaces, no uid switch"
-        return info
-    with tempfile.TemporaryDirectory(prefix="hw4-probe-") as tmp:
-        work = Path(tmp) / "work"
-        work.mkdir()
-        box = Sandbox(work, slot=0, tools=Path(tmp), mode="full")
-        try:
-            # Generous: on a loaded machine the first sandbox start can take a while.
-            res = box.run(["/bin/sh", "-c", "test ! -e /root/.bash_history -a $(id -u) -ne 0"], timeout=120)
-            ok = res.returncode == 0
-            info["reason"] = "" if ok else f"probe failed (exit {res.returncode}): {res.stderr[-300:]}"
-        except (OSError, subprocess.SubprocessError) as exc:
-            ok, info["reason"] = False, f"probe failed: {exc}"
-    if ok:
-        info.update(level="full", filesystem=True, network=True, uid=True)
-    return info
-
-
 class Sandbox:
-    """A sandbox around one submission folder ``workdir`` (made private to the sandbox uid).
+    """A sandbox around one submission folder ``workdir`` (made private: mode 700).
 
-    ``slot`` picks the uid (``UID_BASE + slot``): give concurrent sandboxes different slots.
-    ``tools`` is a folder of sandbox-side scripts, mounted read-only at ``/grader``.
+    ``slot`` picks the uid as root (``UID_BASE + slot``): give concurrent sandboxes different slots.
+    ``tools`` is a folder of sandbox-side scripts, mounted read-only at ``/grader``; ``data_root``
+    is mounted read-only at ``/data``. ``mode`` forces a level (default: :func:`isolation`'s).
     """
 
     def __init__(self, workdir: Path, *, slot: int, tools: Path, limits: Limits = Limits(),
                  data_root: Path | None = None, mode: str | None = None):
         self.workdir = Path(workdir).resolve()
-        # Each grading process gets its own block of uids: sandboxes of two processes (two pytest
-        # workers, two autograde runs) never share a uid, so killing one's leftovers spares the other.
-        self.uid = UID_BASE + (os.getpid() % 10_000) * _SLOTS + slot % _SLOTS
         self.tools = Path(tools).resolve()
         self.limits = limits
         self.data_root = Path(data_root).resolve() if data_root else None
         self.mode = mode or isolation()["level"]
-        self.newroot = Path(tempfile.mkdtemp(prefix="hw4-root-"))  # a mount point, empty on the host
-        os.chmod(self.newroot, 0o700)
+        self.contained = self.mode in CONTAINED
+        # As root, each grading process gets its own block of uids: sandboxes of two processes (two
+        # pytest workers, two autograde runs) never share one. Otherwise the grader's own uid.
+        self.privileged = self.contained and os.geteuid() == 0
+        self.uid = UID_BASE + (os.getpid() % 10_000) * _SLOTS + slot % _SLOTS if self.privileged else os.getuid()
+        self._started: list[Running] = []
         self._own()
 
     # Paths as the sandboxed process sees them.
     @property
     def root(self) -> str:
-        return SANDBOX_DIR if self.mode == "full" else str(self.workdir)
+        return SANDBOX_DIR if self.contained else str(self.workdir)
 
     @property
     def tools_path(self) -> str:
-        return TOOLS_DIR if self.mode == "full" else str(self.tools)
+        return TOOLS_DIR if self.contained else str(self.tools)
 
     @property
     def data_path(self) -> str | None:
         if self.data_root is None:
             return None
-        return DATA_DIR if self.mode == "full" else str(self.data_root)
+        return DATA_DIR if self.contained else str(self.data_root)
 
     def _own(self) -> None:
-        """Give the folder to the sandbox uid (mode 700: no other sandbox can look in)."""
-        if self.mode != "full":
+        """Make the folder private: mode 700, owned by the sandbox uid as root."""
+        if not self.contained:
             return
-        for dirpath, dirnames, filenames in os.walk(self.workdir):
-            os.lchown(dirpath, self.uid, self.uid)
-            for name in dirnames + filenames:
-                os.lchown(os.path.join(dirpath, name), self.uid, self.uid)
+        if self.privileged:
+            for dirpath, dirnames, filenames in os.walk(self.workdir):
+                os.lchown(dirpath, self.uid, self.uid)
+                for name in dirnames + filenames:
+                    os.lchown(os.path.join(dirpath, name), self.uid, self.uid)
         os.chmod(self.workdir, 0o700)
 
     def refresh(self) -> None:
@@ -259,8 +130,8 @@ class Sandbox:
 
     def env(self, extra: dict | None = None) -> dict:
         """A clean environment: nothing of the grader's leaks in (no PYTHONPATH, no tokens)."""
-        tmp = "/tmp" if self.mode == "full" else str(self.workdir / ".tmp")
-        if self.mode != "full":
+        tmp = "/tmp" if self.contained else str(self.workdir / ".tmp")
+        if not self.contained:
             Path(tmp).mkdir(exist_ok=True)
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": tmp, "TMPDIR": tmp, "LANG": "C.UTF-8",
                "MPLCONFIGDIR": f"{tmp}/mpl", "IPYTHONDIR": f"{tmp}/ipython", "JUPYTER_RUNTIME_DIR": f"{tmp}/jrt",
@@ -276,66 +147,56 @@ class Sandbox:
         """argv running a sandbox-side script: isolated mode, no site (sys.path is set by the script)."""
         return [sys.executable, "-I", "-S", f"{self.tools_path}/{script}", *args]
 
-    def _preexec(self, cpu_s: int):
-        if self.mode == "full":
-            args = (str(self.newroot), str(self.workdir), str(self.tools),
-                    str(self.data_root) if self.data_root else None, self.uid, self.limits, cpu_s, _system_paths())
-            return lambda: _enter_full(*args)
-        limits = self.limits
-        return lambda: _set_limits(limits, cpu_s)
-
     def start(self, argv: list[str], *, timeout: float, env: dict | None = None, log_dir: Path | None = None):
-        """Start ``argv`` in the sandbox; return a :class:`Running` handle."""
+        """Start ``argv`` in the sandbox; return a :class:`Running` handle. Without ``log_dir`` the
+        output goes to a temporary folder that :meth:`Running.wait` removes once read."""
+        own_log = log_dir is None
         log_dir = Path(log_dir or tempfile.mkdtemp(prefix="hw4-log-"))
         log_dir.mkdir(parents=True, exist_ok=True)
-        out = open(log_dir / "stdout.txt", "wb")
-        err = open(log_dir / "stderr.txt", "wb")
-        try:
-            proc = subprocess.Popen(argv, cwd=str(self.workdir) if self.mode != "full" else None,
-                                    env=self.env(env), stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                    preexec_fn=self._preexec(int(timeout) + 5), start_new_session=True,
-                                    close_fds=True)
-        finally:
-            out.close()
-            err.close()
-        return Running(self, proc, log_dir, timeout)
+        info_path = log_dir / INFO
+        info_path.unlink(missing_ok=True)
+        limits, cpu_s = self.limits, int(timeout) + 5
+        fds, command, cwd = [], argv, str(self.workdir)
+        with open(log_dir / "stdout.txt", "wb") as out, open(log_dir / "stderr.txt", "wb") as err:
+            if self.contained:
+                info = os.open(info_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                fds.append(info)
+                seccomp = None
+                if self.mode == "full":
+                    seccomp = os.memfd_create("hw4-seccomp", 0)
+                    os.write(seccomp, seccomp_program())
+                    os.lseek(seccomp, 0, os.SEEK_SET)
+                    fds.append(seccomp)
+                command = bwrap_argv(self, argv, info_fd=info, seccomp_fd=seccomp)
+                cwd = "/"
+            try:
+                proc = subprocess.Popen(command, cwd=cwd, env=self.env(env), stdin=subprocess.DEVNULL, stdout=out,
+                                        stderr=err, preexec_fn=lambda: _set_limits(limits, cpu_s),
+                                        start_new_session=True, close_fds=True, pass_fds=fds)
+            finally:
+                for fd in fds:
+                    os.close(fd)
+        running = Running(self, proc, log_dir, timeout, info_path if self.contained else None, own_log)
+        self._started.append(running)
+        return running
 
     def run(self, argv: list[str], *, timeout: float, env: dict | None = None, log_dir: Path | None = None) -> Result:
         """Run ``argv`` to completion (or until ``timeout`` seconds, then kill it)."""
         return self.start(argv, timeout=timeout, env=env, log_dir=log_dir).wait()
 
     def kill_all(self) -> None:
-        """Kill every process of the sandbox uid (student code may have left its process group)."""
-        if self.mode != "full":
-            return
-        for _ in range(3):
-            found = False
-            for entry in os.listdir("/proc"):
-                if not entry.isdigit():
-                    continue
-                try:
-                    with open(f"/proc/{entry}/status") as fh:
-                        status = dict(line.split(":", 1) for line in fh if ":" in line)
-                except OSError:
-                    continue
-                if status.get("State", "").strip().startswith("Z"):
-                    continue  # a zombie: already dead, its parent (or init) reaps it
-                if int(status.get("Uid", "-1 0").split()[0]) == self.uid:
-                    found = True
-                    try:
-                        os.kill(int(entry), signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
-            if not found:
-                return
-            time.sleep(0.05)
+        """End every sandbox this object started: killing a PID namespace's init kills everything in it,
+        however the student's processes detached (a new session, a double fork)."""
+        for running in self._started:
+            running.kill()
 
     def close(self) -> None:
         self.kill_all()
-        try:
-            os.rmdir(self.newroot)
-        except OSError:
-            pass
+
+
+def isolation() -> dict:
+    """Which isolation this machine gives (:func:`.isolation.probe`, once per process)."""
+    return probe(Sandbox)
 
 
 @dataclass
@@ -346,7 +207,11 @@ class Running:
     proc: subprocess.Popen
     log_dir: Path
     timeout: float
+    info_path: Path | None = None             # bubblewrap's report (None at level "limits")
+    own_log: bool = False                     # log_dir is a temporary folder of ours
     started: float = field(default_factory=time.monotonic)
+    sandbox_init: dict = field(default_factory=dict)   # {"pid", "pidns"} once bubblewrap reported them
+    killed: bool = False
 
     def poll(self) -> int | None:
         return self.proc.poll()
@@ -354,13 +219,28 @@ class Running:
     def elapsed(self) -> float:
         return time.monotonic() - self.started
 
+    def _read_info(self) -> None:
+        if self.sandbox_init or self.info_path is None:
+            return
+        try:
+            info = json.loads(self.info_path.read_text())
+            self.sandbox_init.update(pid=int(info["child-pid"]), pidns=int(info["pid-namespace"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            pass   # not written yet: bubblewrap dies with its parent's kill below, and its init with it
+
     def kill(self) -> None:
+        """Kill the sandbox (its PID namespace) and the process group started; once: the ids may be
+        reused afterwards."""
+        if self.killed:
+            return
+        self.killed = True
+        self._read_info()
+        end_sandbox(self.sandbox_init)
         try:
             os.killpg(self.proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
         self.proc.wait()
-        self.box.kill_all()
 
     def wait(self) -> Result:
         timed_out = False
@@ -368,12 +248,20 @@ class Running:
             self.proc.wait(timeout=max(0.0, self.timeout - self.elapsed()))
         except subprocess.TimeoutExpired:
             timed_out = True
-        self.kill()  # also reaps anything the process left behind
-        return self.result(timed_out)
+        self.kill()  # also ends anything the process left behind
+        result = self.result(timed_out)
+        if self.own_log:
+            shutil.rmtree(self.log_dir, ignore_errors=True)
+        return result
 
     def result(self, timed_out: bool) -> Result:
-        return Result(None if timed_out else self.proc.returncode, timed_out, self.elapsed(),
-                      _tail(self.log_dir / "stdout.txt"), _tail(self.log_dir / "stderr.txt"))
+        code = None if timed_out else self.proc.returncode
+        # bubblewrap exits with 128 + N when the command was killed by signal N: report it as Popen
+        # does (-N), so that a crash reads as one (an exit status above 128 is not used otherwise).
+        if self.info_path is not None and code is not None and 128 < code <= 128 + 64:
+            code = 128 - code
+        return Result(code, timed_out, self.elapsed(), _tail(self.log_dir / "stdout.txt"),
+                      _tail(self.log_dir / "stderr.txt"))
 
 
 def _tail(path: Path, limit: int = 20000) -> str:
@@ -408,4 +296,3 @@ def copy_regular_files(src: Path, dest: Path) -> list[str]:
                 continue
             shutil.copyfile(path, dest / rel / name, follow_symlinks=False)
     return skipped
-

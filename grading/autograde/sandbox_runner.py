@@ -12,11 +12,20 @@ resets to the kit's version (a given module) before anything runs.
 Only the standard library, NumPy and the submission's ``hwlib`` are imported; PyTorch too for the
 Q5 observers and for a group whose ``oracle`` replaces other questions' layers by PyTorch versions
 (``hwlib.check.oracle``), so that a bug in Q1 cannot cost points in Q2.
+
+When the job's folder holds ``policy.json`` (``grading/autograde/policy.py``), :class:`Recorder`
+notes the forbidden modules the student's own code imports (with the student's frames on the stack
+at that moment) and, after each group, the student modules' globals bound to forbidden modules;
+``<group>.imports.json`` holds them. Evidence only: the trusted side decides.
 """
 
+import builtins
 import importlib
+import importlib.util
+import json
 import os
 import sys
+import types
 
 
 def _setup_path(submission):
@@ -30,13 +39,123 @@ def _forget_hwlib():
         del sys.modules[name]
 
 
-def run_group(group, protocol):
+class Recorder:
+    """Forbidden imports made by the student's modules, and their globals bound to forbidden modules."""
+
+    def __init__(self, forbidden, modules):
+        self.forbidden, self.modules = tuple(forbidden), set(modules)
+        self.imports, self.globals, self._busy = [], {}, False
+        self._import = builtins.__import__
+
+    def install(self):
+        recorder = self
+
+        def hooked_import(name, globals=None, locals=None, fromlist=(), level=0):
+            module = recorder._import(name, globals, locals, fromlist, level)
+            importer = (globals or {}).get("__name__") if isinstance(globals, dict) else None
+            if importer in recorder.modules:
+                base = importlib.util.resolve_name("." * level + name, globals.get("__package__")) if level else name
+                for dotted in [base] + [f"{base}.{item}" for item in (fromlist or ()) if isinstance(item, str)]:
+                    recorder.note(dotted, sys._getframe(1))
+            return module
+
+        def hooked_import_module(name, package=None):
+            module = import_module(name, package)
+            frame = sys._getframe(1)
+            if frame.f_globals.get("__name__") in recorder.modules:
+                recorder.note(importlib.util.resolve_name(name, package) if name.startswith(".") else name, frame)
+            return module
+
+        import_module = importlib.import_module
+        builtins.__import__ = hooked_import         # every import statement, also of modules already loaded
+        importlib.import_module = hooked_import_module
+        sys.addaudithook(self._audit)               # any other way in, on first load
+
+    def forbidden_of(self, dotted):
+        return next((f for f in self.forbidden if dotted == f or dotted.startswith(f + ".")), None)
+
+    def note(self, dotted, frame):
+        """Record ``dotted`` with the chain of student frames from ``frame`` outwards (innermost first)."""
+        if self._busy or not self.forbidden_of(dotted):
+            return
+        chain = []
+        while frame is not None:
+            module = frame.f_globals.get("__name__")
+            if module in self.modules:
+                chain.append([module, getattr(frame.f_code, "co_qualname", frame.f_code.co_name), frame.f_lineno])
+            elif chain:
+                break
+            frame = frame.f_back
+        record = {"module": dotted, "chain": chain[:50]}
+        if chain and record not in self.imports and len(self.imports) < 1000:
+            self.imports.append(record)
+
+    def _audit(self, event, args):
+        if event != "import" or self._busy or not self.forbidden_of(str(args[0])):
+            return
+        self._busy = True
+        try:
+            # Past the import machinery and this file's hook, the first frame says who imports: a
+            # student module's frame counts; the forbidden package importing its own parts does not.
+            frame = sys._getframe(1)
+            while frame is not None and (frame.f_code.co_filename.startswith("<frozen importlib")
+                                         or frame.f_code.co_filename == __file__
+                                         or frame.f_globals.get("__name__") == "importlib"):
+                frame = frame.f_back
+            student = frame is not None and frame.f_globals.get("__name__") in self.modules
+        finally:
+            self._busy = False
+        if student:
+            self.note(str(args[0]), frame)
+
+    def audit_globals(self, oracle_names=()):
+        """The student modules' globals bound to forbidden modules (or to their functions and classes);
+        the layers the grader's oracle put in (the kit's PyTorch versions) are not the student's."""
+        self._busy = True
+        try:
+            oracle = sys.modules.get("hwlib.check.oracle")
+            for name in self.modules:
+                module = sys.modules.get(name)
+                for key, value in list(vars(module).items()) if module is not None else ():
+                    if key in oracle_names and oracle is not None and value is getattr(oracle, key, None):
+                        continue
+                    try:
+                        origin = value.__name__ if isinstance(value, types.ModuleType) else getattr(value, "__module__", None)
+                        origin = origin if isinstance(origin, str) else type(value).__module__
+                    except Exception:  # noqa: BLE001 (student objects can raise anything)
+                        continue
+                    if self.forbidden_of(origin):
+                        self.globals.setdefault(name, {})[str(key)] = origin
+        finally:
+            self._busy = False
+
+    def save(self, io_dir, gid):
+        with open(os.path.join(io_dir, f"{gid}.imports.json"), "w") as fh:
+            json.dump({"imports": self.imports, "globals": self.globals}, fh)
+        self.imports, self.globals = [], {}
+
+
+def _recorder(io_dir):
+    path = os.path.join(io_dir, "policy.json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as fh:
+        watch = json.load(fh)
+    recorder = Recorder(watch["forbidden"], watch["modules"])
+    recorder.install()
+    return recorder
+
+
+def run_group(group, protocol, recorder=None):
     """``({case id: flat outputs}, {case id or "*": error record})`` of one group of the job."""
     outputs, errors = {}, {}
+    oracle_names = ()
     if group["oracle"]:
         _forget_hwlib()
         try:
-            importlib.import_module("hwlib.check.oracle").install(group["oracle"])
+            oracle = importlib.import_module("hwlib.check.oracle")
+            oracle.install(group["oracle"])
+            oracle_names = {f.__name__ for family in group["oracle"] for f in oracle.FAMILIES[family]}
         except BaseException as exc:  # noqa: BLE001 (student code can raise anything)
             errors["*"] = protocol.error_record(exc)
     for case in group["cases"]:
@@ -45,6 +164,8 @@ def run_group(group, protocol):
             outputs[case["id"]] = protocol.flatten(check.run(case["target"], case["inputs"]))
         except BaseException as exc:  # noqa: BLE001
             errors[case["id"]] = protocol.error_record(exc)
+    if recorder is not None:
+        recorder.audit_globals(oracle_names)
     if group["oracle"]:
         _forget_hwlib()
     return outputs, errors
@@ -56,11 +177,14 @@ def main():
     os.chdir(submission)
     from hwlib.check import protocol
 
+    recorder = _recorder(io_dir)
     job = protocol.read_job(io_dir)
     for gid in groups:
         protocol.mark(io_dir, gid, "start")
-        outputs, errors = run_group(job[gid], protocol)
+        outputs, errors = run_group(job[gid], protocol, recorder)
         protocol.write_outputs(io_dir, gid, outputs, errors)
+        if recorder is not None:
+            recorder.save(io_dir, gid)
         protocol.mark(io_dir, gid, "done")
 
 

@@ -31,11 +31,11 @@ from traitlets.config import Config
 from traitlets.config.loader import PyFileConfigLoader
 
 from course.paths import COURSE, HWLIB, NOTEBOOKS
-from course.registry import load as load_registry
+from course.registry import load as load_registry, profile_cells
 
 from ..release.strip import strip_tree, stub_messages
 
-__all__ = ["ASSIGNMENT", "INSTRUCTOR_ONLY", "without_instructor_cells", "assemble", "clone", "load_config",
+__all__ = ["ASSIGNMENT", "INSTRUCTOR_ONLY", "for_students", "assemble", "clone", "load_config",
            "run_converter", "student_modules"]
 
 HERE = Path(__file__).resolve().parent       # nbgrader_config.py and header.ipynb
@@ -57,9 +57,9 @@ def assemble(course: Path = COURSE) -> Path:
     source.mkdir(parents=True)
     registry = load_registry()
     for stem in registry.notebooks:
-        nbformat.write(without_instructor_cells(nbformat.read(NOTEBOOKS / f"{stem}.ipynb", as_version=4)),
+        nbformat.write(for_students(nbformat.read(NOTEBOOKS / f"{stem}.ipynb", as_version=4), registry),
                        source / f"{stem}.ipynb")
-    stripped = strip_tree(HWLIB, source / "hwlib", stub_messages(registry))
+    stripped = strip_tree(HWLIB, source / "hwlib", stub_messages(registry), registry.given)
     _copy_package_data(HWLIB, source / "hwlib")
     modules = sorted(f"hwlib/{p.as_posix()}" for p in stripped)
     # A dot-file: nbgrader ignores it (CourseDirectory.ignore), so it reaches no release.
@@ -80,11 +80,13 @@ def assemble(course: Path = COURSE) -> Path:
 INSTRUCTOR_ONLY = "instructor-only"   # the cell tag of text that states answers (summaries, discussions)
 
 
-def without_instructor_cells(nb):
-    """``nb`` without its cells tagged ``instructor-only``: they state results the student must derive
-    or report, so they stay in the reference notebooks and the report, never in a release."""
+def for_students(nb, registry):
+    """``nb`` as the course's profile (``registry``, a :class:`course.registry.Registry`) gives it to
+    students, the notebook nbgrader releases and grades: no cell tagged ``instructor-only`` (they state
+    results the student must derive or report, so they stay in the reference notebooks and the report,
+    never in a release), and the profile's cells and points (:func:`course.registry.profile_cells`)."""
     nb.cells = [c for c in nb.cells if INSTRUCTOR_ONLY not in c.metadata.get("tags", [])]
-    return nb
+    return profile_cells(nb, registry)
 
 
 def clone(src: Path, dest: Path) -> Path:

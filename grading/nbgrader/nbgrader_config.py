@@ -51,5 +51,9 @@ if os.environ.get("HW4_GRADING_TOOL") == "1":
 else:
     c.Autograde.autograde_preprocessors = [RefuseUnsandboxedAutograde]
 
+# One late penalty only, the kit's (course.toml [deadline], grading/autograde/deadlines.py): nbgrader's
+# own plugin stays off (its default, stated here so that nobody turns it on by mistake).
+c.LateSubmissionPlugin.penalty_method = "none"
+
 # Feedback never shows hidden test source (cells restored from the gradebook hold it).
 c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTests, CSSHTMLHeaderPreprocessor]

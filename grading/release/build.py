@@ -20,6 +20,7 @@ import zipfile
 from pathlib import Path
 
 from course.paths import COURSE, RELEASE, REPO
+from course import timings
 from course.registry import Registry, load as load_registry
 
 from ..autograde.sandbox import copy_regular_files, site_packages
@@ -30,6 +31,11 @@ from .leaks import scan
 __all__ = ["build_release", "student_readme", "check_imports"]
 
 STUDENT_README = Path(__file__).with_name("student_README.md")
+
+
+TIMES_NOTE = ("\n\nWall times measured with `python -m course.timings` from a fresh kernel, one notebook at a time; "
+              "a busy machine (a load above its core count) makes a run slower than on your own laptop. "
+              "Full MNIST, COCO and the ResNet-18 weights make the full runs of Q2-Q5 longer than on the built-in data.")
 
 
 def student_readme(registry: Registry | None = None) -> str:
@@ -50,7 +56,10 @@ def student_readme(registry: Registry | None = None) -> str:
     template = STUDENT_README.read_text()
     if marker not in template:
         raise RuntimeError(f"{STUDENT_README}: the marker line {marker!r} is missing")
-    return template.replace(marker, "\n".join(rows))
+    times = "<!-- times: the table below is measured; grading/release/student_README.md says how -->"
+    if times not in template:
+        raise RuntimeError(f"{STUDENT_README}: the marker line {times!r} is missing")
+    return template.replace(marker, "\n".join(rows)).replace(times, timings.table() + TIMES_NOTE)
 
 
 def check_imports(hwlib_parent: Path) -> None:

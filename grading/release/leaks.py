@@ -2,8 +2,9 @@
 
 Secrets, derived from the kit (nothing hand-maintained):
 
-* the distinctive lines of every solution region of ``hwlib/**/*.py`` (lines that appear nowhere in
-  the given code, docstrings included) and of the solution cells of the source notebooks;
+* the distinctive lines of every solution region of ``hwlib/**/*.py`` that the course's profile
+  assigns (lines that appear nowhere in the given code, docstrings and the regions the profile ships
+  as given included) and of the solution cells of the source notebooks (model answers included);
 * the lines of every ``### BEGIN HIDDEN TESTS`` region of the source notebooks, and of every cell
   tagged ``instructor-only`` (summaries and discussions that state answers; the course leaves them out);
 * the hidden checks: the lines of the ``[hidden.*]`` tables of ``course/questions/*.toml`` and of
@@ -30,7 +31,7 @@ from course.paths import COURSE_PACKAGE, GRADING, REPO
 from course.registry import load as load_registry
 
 from ..nbgrader.course_root import INSTRUCTOR_ONLY
-from .strip import BEGIN, END, solution_regions, strip_source
+from .strip import BEGIN, END, region_functions, solution_regions, strip_source
 
 __all__ = ["Secret", "Leak", "secrets", "scan", "MARKERS", "PRIVATE_MODULES"]
 
@@ -81,14 +82,16 @@ def _hidden_tables(toml: str) -> list[str]:
     return lines
 
 
-def secrets(repo: Path = REPO) -> list[Secret]:
+def secrets(repo: Path = REPO, registry=None) -> list[Secret]:
+    """The secrets of the kit at ``repo`` for the course's profile (``registry``; None: the current one)."""
+    registry = registry or load_registry()
     found: list[Secret] = []
     given = set()
-    # Given code: everything outside the regions, in the modules and in the notebooks.
+    # Given code: everything outside the assigned regions, in the modules and in the notebooks.
     modules = sorted(p for p in (repo / "hwlib").rglob("*.py") if "__pycache__" not in p.parts)
     for path in modules:
-        given.update(_norm(line) for line in strip_source(path.read_text(), str(path)).splitlines())
-    notebook_paths = load_registry().notebook_paths
+        given.update(_norm(line) for line in strip_source(path.read_text(), str(path), given=registry.given).splitlines())
+    notebook_paths = registry.notebook_paths
     notebooks = [nbformat.read(p, as_version=4) for p in notebook_paths]
     for nb in notebooks:
         for cell in nb.cells:
@@ -109,8 +112,11 @@ def secrets(repo: Path = REPO) -> list[Secret]:
                 found.append(Secret(kind, n, origin))
 
     for path in modules:
-        for region in solution_regions(path.read_text(), str(path)):
-            add("solution", region.body, f"{path.relative_to(repo)}:{region.begin}")
+        text = path.read_text()
+        regions = solution_regions(text, str(path))
+        for region, function in zip(regions, region_functions(text, str(path)) if regions else []):
+            if function not in registry.given:
+                add("solution", region.body, f"{path.relative_to(repo)}:{region.begin}")
     for path, nb in zip(notebook_paths, notebooks):
         for cell in nb.cells:
             add("notebook-solution", _region_lines(cell.source, BEGIN, END), path.name)

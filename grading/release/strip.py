@@ -13,6 +13,11 @@ and given code outside the regions stay as they are; a module docstring's paragr
 solution markers becomes one about the stubs (the student's copy has no markers). :func:`strip_source` checks that the result parses and that
 every stub sits inside a function, so a misplaced marker fails the release instead of shipping a
 module that cannot be imported.
+
+The assignment's scope is the course description's (course/registry.py): a region of a function that
+the profile does not assign (``given``: the RNN layers in the seed profile, say) ships with its
+reference code, markers removed; a region of a function that no task of any profile names fails the
+release (:func:`strip_tree`), so no stub ever reaches a student without a task, points and a check.
 """
 
 from __future__ import annotations
@@ -33,6 +38,10 @@ STUB = ("# YOUR CODE HERE", "raise NotImplementedError")
 STUDENT_NOTE = ("The parts you write raise ``NotImplementedError`` with a message naming the task, its points "
                 "and the check that tests it: replace the ``# YOUR CODE HERE`` line and that ``raise`` by your "
                 "code, and keep the rest (signatures, docstrings, input checks) as it is.")
+
+# ... and in a module where the assignment's profile gives every function (nothing to write).
+GIVEN_NOTE = ("In this assignment everything in this module is given code: read it (your code uses it), "
+              "but there is nothing to write here.")
 
 
 class StripError(ValueError):
@@ -70,27 +79,29 @@ def solution_regions(source: str, name: str = "<source>") -> list[Region]:
     return regions
 
 
-def _student_docstring(source: str) -> str:
-    """The module docstring's paragraph mentioning the solution markers, rewritten for students."""
+def _student_docstring(source: str, note: str = STUDENT_NOTE) -> str:
+    """The module docstring's paragraph mentioning the solution markers, rewritten for students (``note``)."""
     match = re.match(r'(\s*""")(.*?)(""")', source, flags=re.S)
     if not match or BEGIN not in match.group(2):
         return source
     paragraphs = match.group(2).split("\n\n")
-    note = "\n".join(textwrap.wrap(STUDENT_NOTE, 100))
+    note = "\n".join(textwrap.wrap(note, 100))
     paragraphs = [note + ("\n" if p.endswith("\n") else "") if BEGIN in p else p for p in paragraphs]
     return match.group(1) + "\n\n".join(paragraphs) + match.group(3) + source[match.end():]
 
 
-def strip_source(source: str, name: str = "<source>", messages: dict | None = None) -> str:
+def strip_source(source: str, name: str = "<source>", messages: dict | None = None, given=()) -> str:
     """Return ``source`` with each solution region replaced by the stub; verify the result.
 
     ``messages`` maps a function's qualified name (``fc_forward``, ``SoftmaxClassifier.loss``) to the
     message its stub raises (:func:`stub_messages`); a function without one raises a bare
-    ``NotImplementedError``.
+    ``NotImplementedError``. The regions of the functions in ``given`` keep their code (only the two
+    marker lines go).
     """
     regions = solution_regions(source, name)
     functions = region_functions(source, name) if regions else []
     message_of = {r.begin: (messages or {}).get(f) for r, f in zip(regions, functions)}
+    kept = {r.begin for r, f in zip(regions, functions) if f in set(given)}
     lines = source.splitlines(keepends=True)
     out, stub_lines, skip_until = [], [], 0
     for number, line in enumerate(lines, start=1):
@@ -100,12 +111,17 @@ def strip_source(source: str, name: str = "<source>", messages: dict | None = No
         if region is None:
             out.append(line)
             continue
+        if region.begin in kept:
+            out.extend(lines[region.begin:region.end - 1])   # the body, without the marker lines
+            skip_until = region.end
+            continue
         message = message_of.get(region.begin)
         out.append(f"{region.indent}{STUB[0]}\n")
         out.append(f"{region.indent}{STUB[1]}({message!r})\n" if message else f"{region.indent}{STUB[1]}\n")
         stub_lines.append(len(out))  # 1-based line number of the raise
         skip_until = region.end
-    result = _student_docstring("".join(out)) if regions else "".join(out)
+    result = _student_docstring("".join(out), GIVEN_NOTE if regions and len(kept) == len(regions) else STUDENT_NOTE) \
+        if regions else "".join(out)
     _verify(result, stub_lines, name)
     return result
 
@@ -185,10 +201,12 @@ def stub_messages(registry) -> dict[str, str]:
     return messages
 
 
-def strip_tree(package: Path, dest: Path, messages: dict | None = None) -> list[Path]:
+def strip_tree(package: Path, dest: Path, messages: dict | None = None, given=()) -> list[Path]:
     """Copy the ``.py`` files of ``package`` to ``dest`` (same layout), stripped; return the stripped ones.
 
-    Only Python sources travel (no ``__pycache__``, no data files).
+    Only Python sources travel (no ``__pycache__``, no data files). With ``messages`` (the assigned
+    functions' stub messages), a region whose function is neither assigned nor ``given`` is an error:
+    it belongs to no task of the course description.
     """
     stripped = []
     for path in sorted(package.rglob("*.py")):
@@ -196,7 +214,14 @@ def strip_tree(package: Path, dest: Path, messages: dict | None = None) -> list[
             continue
         rel = path.relative_to(package)
         text = path.read_text()
-        student = strip_source(text, str(path), messages)
+        if messages is not None:
+            orphans = [f for f in (region_functions(text, str(path)) if solution_regions(text, str(path)) else [])
+                       if f not in messages and f not in set(given)]
+            if orphans:
+                raise StripError(f"{path}: solution region(s) in {', '.join(orphans)} belong to no task of the "
+                                 "course description (course/questions/*.toml): name the function in a task, "
+                                 "or remove its markers to make it given code")
+        student = strip_source(text, str(path), messages, given)
         target = dest / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(student)

@@ -11,7 +11,8 @@ threshold, and the first bad index with both values.
 * :mod:`.rnn`: ``rnn_step``, ``rnn``, ``word_embedding``, ``temporal_fc``, ``temporal_softmax`` (Q4);
 * :mod:`.models`: ``SoftmaxClassifier.init`` / ``.loss``, ``ConvNet.init`` / ``.loss``,
   ``CaptioningRNN.loss`` / ``.sample`` (Q2-Q4);
-* :mod:`.transfer`: ``train_model``, ``finetune``, ``freeze`` (Q5).
+* :mod:`.transfer`: ``train_model``, ``visualize_model``, ``finetune``, ``freeze`` (Q5);
+* :mod:`.optim`: ``sgd_momentum``, ``rmsprop``, ``adam`` (Q2 in the extended profile, vs torch.optim).
 
 Each target gives ``draw`` (inputs from a seed), ``run`` (your code's outputs), ``reference`` and
 ``judge`` (:mod:`.engine`); the functions below do these by name. Every layer and model check also
@@ -22,13 +23,14 @@ layout, and keep the dtype. :mod:`.protocol` (the files between the grader and i
 
 from __future__ import annotations
 
-from . import engine, layers, models, rnn, transfer
+from . import engine, layers, models, optim, rnn, transfer
 from .engine import NUMERICAL_FLOOR_SCALE, THRESHOLDS, Target, check_model_gradients, compare, describe
 
 __all__ = ["TARGETS", "Target", "target", "select", "draw", "run", "reference", "judge", "check", "compare",
            "describe", "numerical_gradients", "check_model_gradients", "THRESHOLDS", "NUMERICAL_FLOOR_SCALE"]
 
-TARGETS: dict[str, Target] = {t.name: t for t in (*layers.TARGETS, *rnn.TARGETS, *models.TARGETS, *transfer.TARGETS)}
+TARGETS: dict[str, Target] = {t.name: t for t in (*layers.TARGETS, *rnn.TARGETS, *models.TARGETS, *transfer.TARGETS,
+                                                 *optim.TARGETS)}
 
 
 def target(name: str) -> Target:

@@ -1,9 +1,16 @@
 """The observing half of the Q5 checks: run the student's ``hwlib.transfer``, record plain values.
 
-:func:`observe_head` (``freeze`` / ``finetune``) and :func:`observe_train_model` build their own small
-model and data, call the student's function, and return what happened as bools, numbers, strings and
-lists of them. They judge nothing: :mod:`hwlib.check.transfer` turns the observations into a verdict
-(in the grader, outside the sandbox, where these run).
+Each observer builds its own small model and data, calls one student function and returns what
+happened as bools, numbers, strings and lists of them. They judge nothing: :mod:`hwlib.check.transfer`
+turns the observations into a verdict (in the grader, outside the sandbox, where these run).
+
+* :func:`observe_train_model`: ``train_model`` on an easy two-class problem, with an optimizer that
+  counts its steps and spots stale gradients, a network that records the mode it is called in, and a
+  second run whose later epochs are wrecked on purpose;
+* ``visualize_model``'s observer is in :mod:`hwlib.check.transfer_observe_figure`;
+* :func:`observe_scenario`: ``finetune`` or ``freeze`` with a small "pretrained" network and a
+  stand-in for ``train_model`` that records what it is given (model, criterion, optimizer, scheduler)
+  and trains a few steps itself, so these checks do not depend on the student's ``train_model``.
 """
 
 from __future__ import annotations
@@ -17,63 +24,40 @@ from torch import nn
 from .. import transfer
 from ..transfer_setup import make_dataloaders
 
-__all__ = ["observe_head", "observe_train_model"]
+__all__ = ["POISON", "observe_train_model", "observe_scenario"]
+
+POISON = 1e6        # what the counting optimizer leaves in every gradient after its step
 
 
-def _resnet18() -> nn.Module:
-    from torchvision.models import resnet18
-
-    return resnet18(weights=None)
-
-
-def observe_head(func: str, num_classes: int, seed: int) -> dict:
-    """Call ``transfer.<func>`` ("freeze" or "finetune") on a fresh ResNet-18, take two SGD steps on
-    random 32x32 images over the parameters left trainable, and record what was built and what changed.
-
-    For ``finetune`` the model is frozen first: a model frozen earlier must become trainable again.
-    """
-    torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed + 1)
-    model = _resnet18()
-    if func == "finetune":
-        for param in model.parameters():
-            param.requires_grad = False
-    old_head = model.fc
-    returned = getattr(transfer, func)(model, num_classes)
-    head = getattr(model, "fc", None)
-    obs = {"returned_is_model": returned is model, "returned_type": type(returned).__name__,
-           "head_type": type(head).__name__, "head_is_linear": isinstance(head, nn.Linear),
-           "head_is_new": head is not old_head,
-           "head_shape": [head.in_features, head.out_features] if isinstance(head, nn.Linear) else [-1, -1],
-           "trainable": [name for name, p in model.named_parameters() if p.requires_grad]}
-    before = {name: p.detach().clone() for name, p in model.named_parameters()}
-    params = [p for p in model.parameters() if p.requires_grad]
-    x = torch.randn(2, 3, 32, 32, generator=generator)   # small images: the check stays quick
-    y = torch.arange(2) % num_classes
-    model.train()
-    obs["output_shape"] = []
-    if params:
-        optimizer = torch.optim.SGD(params, lr=0.01, momentum=0.9)
-        for _ in range(2):
-            optimizer.zero_grad()
-            out = model(x)
-            obs["output_shape"] = list(out.shape)
-            nn.functional.cross_entropy(out, y).backward()
-            optimizer.step()
-    obs["changed"] = [name for name, p in model.named_parameters()
-                      if name in before and not torch.equal(p.detach(), before[name])]
-    obs["num_parameters"] = len(before)
-    return obs
-
+# --- train_model ----------------------------------------------------------------------------------
 
 class _TinyNet(nn.Module):
+    """A two-layer net on 1x8x8 images that records, per call, its phase, its mode and the grad mode."""
+
     def __init__(self):
         super().__init__()
         self.features = nn.Sequential(nn.Flatten(), nn.Linear(64, 8), nn.ReLU())
         self.fc = nn.Linear(8, 2)
+        self.phase, self.calls = None, []
 
     def forward(self, x):
+        if self.phase is not None:
+            self.calls.append((self.phase, self.training, torch.is_grad_enabled()))
         return self.fc(self.features(x))
+
+
+class _Phase:
+    """A DataLoader that tells the network which phase iterates over it."""
+
+    def __init__(self, loader, net: _TinyNet, name: str):
+        self.loader, self.net, self.name, self.dataset = loader, net, name, loader.dataset
+
+    def __iter__(self):
+        self.net.phase = self.name
+        return iter(self.loader)
+
+    def __len__(self):
+        return len(self.loader)
 
 
 def _two_bars(n: int, generator: torch.Generator):
@@ -86,15 +70,22 @@ def _two_bars(n: int, generator: torch.Generator):
 
 
 class _CountingSGD(torch.optim.SGD):
-    """SGD that counts its steps (validation must not step the optimizer)."""
+    """SGD that counts its steps, and those that found a gradient left over from the step before:
+    after each step it fills every gradient with :data:`POISON`, which zeroing removes."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.steps = 0
+        self.steps, self.stale, self.empty = 0, 0, 0
 
     def step(self, closure=None):
+        grads = [p.grad for group in self.param_groups for p in group["params"] if p.grad is not None]
         self.steps += 1
-        return super().step(closure)
+        self.stale += any(float(g.abs().max()) >= POISON / 2 for g in grads)
+        self.empty += not any(bool(g.any()) for g in grads)
+        loss = super().step(closure)
+        for g in grads:
+            g.fill_(POISON)
+        return loss
 
 
 class _SabotagingSGD(torch.optim.SGD):
@@ -130,21 +121,22 @@ def _loaders(generator):
 def observe_train_model(num_epochs: int, seed: int, lr: float, gamma: float) -> dict:
     """Run ``transfer.train_model`` twice on an easy two-class problem and record what happened.
 
-    First with an SGD that counts its steps and StepLR(step_size=1, gamma): the history, the step
-    count, the final learning rate, scheduler warnings, the returned model's validation numbers. Then
-    with an SGD that wrecks the model from epoch 3 on: which epochs' weights the returned model equals.
-    PyTorch warnings other than the scheduler-order one are passed on.
+    First with the counting SGD and StepLR(step_size=1, gamma): the history, the step counts, the
+    final learning rate, scheduler warnings, the phase/mode/grad mode of every forward call, the
+    returned model's validation numbers. Then with an SGD that wrecks the model from epoch 3 on:
+    which epochs' weights the returned model equals. Other PyTorch warnings are passed on.
     """
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed + 1)
     device = torch.device("cpu")
     loaders, sizes = _loaders(generator)
     model = _TinyNet()
+    phases = {name: _Phase(loader, model, name) for name, loader in loaders.items()}
     optimizer = _CountingSGD(model.parameters(), lr=lr, momentum=0.9)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=gamma)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        model = transfer.train_model(device, loaders, sizes, model, nn.CrossEntropyLoss(), optimizer, scheduler,
+        model = transfer.train_model(device, phases, sizes, model, nn.CrossEntropyLoss(), optimizer, scheduler,
                                      num_epochs=num_epochs, verbose=False)
     order = [w for w in caught if "lr_scheduler.step()" in str(w.message)]
     for w in caught:
@@ -153,12 +145,17 @@ def observe_train_model(num_epochs: int, seed: int, lr: float, gamma: float) -> 
     history = getattr(model, "history", None)
     obs = {"num_epochs": num_epochs, "history_is_dict": isinstance(history, dict),
            "scheduler_warning": str(order[0].message) if order else "",
-           "optimizer_steps": optimizer.steps, "batches_per_epoch": len(loaders["train"]),
-           "final_lr": optimizer.param_groups[0]["lr"]}
+           "optimizer_steps": optimizer.steps, "stale_steps": optimizer.stale, "empty_steps": optimizer.empty,
+           "batches_per_epoch": len(loaders["train"]), "final_lr": optimizer.param_groups[0]["lr"]}
+    calls = getattr(model, "calls", [])
+    for phase in ("train", "val"):
+        obs[f"calls/{phase}/training"] = [bool(t) for p, t, _ in calls if p == phase]
+        obs[f"calls/{phase}/grad"] = [bool(g) for p, _, g in calls if p == phase]
     history = history if isinstance(history, dict) else {}
     for key in transfer.HISTORY_KEYS:
         obs[f"history/{key}"] = [float(v) for v in history.get(key, [])]
     val_x, val_y = loaders["val"].dataset.tensors
+    model.phase = None
     model.eval()
     with torch.no_grad():
         scores = model(val_x)
@@ -176,4 +173,125 @@ def observe_train_model(num_epochs: int, seed: int, lr: float, gamma: float) -> 
     obs["sabotage/val_acc"] = [float(v) for v in (sabotaged if isinstance(sabotaged, dict) else {}).get("val_acc", [])]
     obs["sabotage/returned_is_snapshot"] = [all(torch.equal(state[k], snap[k]) for k in snap)
                                             for snap in sabotage.snapshots]
+    return obs
+
+
+# --- finetune / freeze ------------------------------------------------------------------------------
+
+class _Pretrained(nn.Module):
+    """A small stand-in for a pretrained network: a conv-BN-ReLU-pool backbone (no conv bias, as in
+    ResNet) giving ``num_ftrs`` features, and the head ``fc`` of its old task (10 classes)."""
+
+    def __init__(self, num_ftrs: int):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, num_ftrs, 3, padding=1, bias=False), nn.BatchNorm2d(num_ftrs),
+                                      nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.fc = nn.Linear(num_ftrs, 10)
+
+    def forward(self, x):
+        return self.fc(self.features(x))
+
+
+class _StandIn:
+    """Takes the place of ``transfer.train_model`` during a finetune/freeze check: records what it is
+    given, then trains one batch per epoch itself (its own loss), stepping the scheduler per epoch."""
+
+    MAX_EPOCHS = 50
+
+    def __init__(self, num_classes: int, generator: torch.Generator):
+        self.num_classes, self.generator, self.calls, self.returned = num_classes, generator, [], None
+
+    def __call__(self, device, dataloaders, dataset_sizes, model, criterion, optimizer, scheduler, num_epochs=25,
+                 *, verbose=True):
+        self.calls.append({"device": device, "dataloaders": dataloaders, "dataset_sizes": dataset_sizes,
+                           "model": model, "num_epochs": num_epochs})
+        record = self.calls[-1]
+        record["state"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        record["trainable"] = [n for n, p in model.named_parameters() if p.requires_grad]
+        record["criterion_type"] = type(criterion).__name__
+        scores = torch.randn(5, self.num_classes, generator=self.generator)
+        labels = torch.randint(self.num_classes, (5,), generator=self.generator)
+        try:
+            expected = float(nn.functional.cross_entropy(scores, labels))
+            record["criterion_error"] = abs(float(criterion(scores, labels)) - expected)
+        except Exception as exc:  # noqa: BLE001 - any failure is an observation
+            record["criterion_error"] = float("inf")
+            record["criterion_problem"] = f"{type(exc).__name__}: {exc}"
+        names = {id(p): n for n, p in model.named_parameters()}
+        groups = getattr(optimizer, "param_groups", [])
+        params = [p for g in groups for p in g["params"]]
+        record.update(optimizer_type=type(optimizer).__name__, is_sgd=isinstance(optimizer, torch.optim.SGD),
+                      optimized=[names[id(p)] for p in params if id(p) in names],
+                      foreign=sum(id(p) not in names for p in params),
+                      group_lr=[float(g.get("lr", -1)) for g in groups],
+                      group_momentum=[float(g.get("momentum", -1)) for g in groups])
+        record["epoch_lr"], record["train_error"] = [], ""
+        try:
+            model.train()
+            for _ in range(min(int(num_epochs), self.MAX_EPOCHS)):
+                record["epoch_lr"].append(float(groups[0]["lr"]) if groups else -1.0)
+                x = torch.randn(4, 3, 6, 6, generator=self.generator)
+                y = torch.randint(self.num_classes, (4,), generator=self.generator)
+                optimizer.zero_grad()
+                nn.functional.cross_entropy(model(x), y).backward()
+                optimizer.step()
+                scheduler.step()
+        except Exception as exc:  # noqa: BLE001
+            record["train_error"] = f"{type(exc).__name__}: {str(exc)[:300]}"
+        self.returned = model
+        return model
+
+
+def observe_scenario(func: str, settings: dict, seed: int) -> dict:
+    """Call ``transfer.<func>`` ("finetune" or "freeze") with a small pretrained network and the
+    keyword settings (lr, momentum, step_size, gamma), ``train_model`` replaced by :class:`_StandIn`;
+    record what reached ``train_model`` and what the function returned."""
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed + 1)
+    num_ftrs, num_classes = int(settings["num_ftrs"]), int(settings["num_classes"])
+    original = _Pretrained(num_ftrs)
+    with torch.no_grad():
+        for p in original.parameters():
+            p.copy_(torch.randn(p.shape, generator=generator))
+    made = []
+
+    def pretrained():
+        net = copy.deepcopy(original)
+        made.append((net, net.fc))
+        return net
+
+    stand_in = _StandIn(num_classes, generator)
+    # train_model is a recorder here: the loaders need only be passed on, as they are
+    dataloaders, sizes = {"train": "train-loader", "val": "val-loader"}, {"train": 8, "val": 4}
+    device = torch.device("cpu")
+    real = transfer.train_model
+    transfer.train_model = stand_in
+    try:
+        returned = getattr(transfer, func)(device, dataloaders, sizes, num_classes, int(settings["num_epochs"]),
+                                           pretrained=pretrained,
+                                           lr=settings["lr"], momentum=settings["momentum"],
+                                           step_size=settings["step_size"], gamma=settings["gamma"], verbose=False)
+    finally:
+        transfer.train_model = real
+    obs = {"calls": len(stand_in.calls), "pretrained_calls": len(made), "num_ftrs": num_ftrs,
+           "returned_is_trained": stand_in.returned is not None and returned is stand_in.returned}
+    if not stand_in.calls:
+        return obs
+    record = stand_in.calls[0]
+    model = record["model"]
+    head = getattr(model, "fc", None)
+    loaded = dict(original.named_parameters())
+    obs.update({key: record[key] for key in ("trainable", "criterion_type", "criterion_error", "optimizer_type",
+                                             "is_sgd", "optimized", "foreign", "group_lr", "group_momentum",
+                                             "epoch_lr", "train_error")})
+    obs.update(criterion_problem=record.get("criterion_problem", ""), epochs_passed=record["num_epochs"] if isinstance(record["num_epochs"], int) else -1,
+               passed_through=(record["device"] == device and record["dataloaders"] is dataloaders
+                               and record["dataset_sizes"] is sizes),
+               from_pretrained=any(model is net for net, _ in made),
+               names=[n for n, _ in model.named_parameters()],
+               head_is_linear=isinstance(head, nn.Linear), head_type=type(head).__name__,
+               head_is_new=all(head is not old for _, old in made),
+               head_shape=[head.in_features, head.out_features] if isinstance(head, nn.Linear) else [-1, -1],
+               not_loaded=[k for k, v in loaded.items() if not k.startswith("fc.")
+                           and not (k in record["state"] and torch.equal(record["state"][k], v))])
     return obs
