@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 # Tests and benchmarks use the shared data when it is there; the kit never needs it.
 SHARED_DATA := $(abspath $(wildcard ../shared/data))
 
-.PHONY: run test test-ui lab bench report venv clean
+.PHONY: run test test-ui lab bench bench-training report venv clean
 
 venv: $(STAMP)
 
@@ -55,8 +55,15 @@ test-ui: $(STAMP)
 lab: $(STAMP)
 	$(PY) -m hwlib.lab
 
+# Layers and models, each implementation in a fresh process (bench/__init__.py says how); about 7 min.
 bench: $(STAMP)
 	$(PY) -m bench
+
+# Notebook 03's graded training (10 epochs of full MNIST) in hwlib and in PyTorch; about 10 min. Needs the
+# full MNIST files: DATA_ROOT=DIR (default: ../shared/data where it exists, else the kit's data/).
+DATA_ROOT ?= $(if $(SHARED_DATA),$(SHARED_DATA),data)
+bench-training: $(STAMP)
+	$(PY) -m bench --only training --data-root $(DATA_ROOT)
 
 # The executed notebooks (from make run) as one report: HTML always, PDF when LaTeX is installed.
 report: $(STAMP)

@@ -1,15 +1,27 @@
 """Benchmarks of the kit: ``python -m bench`` (or ``make bench``).
 
-Each suite is a module of this package with ``run(quick=False) -> (rows, checks)``: ``rows`` are
-:class:`Row` timings printed as one table, ``checks`` are :class:`Check` verdicts against the kit's
-speed targets. ``bench/__main__.py`` lists the suites; add a module there to add a suite (e.g. the
-training iterations of the models).
+How a figure is taken (the rules every suite follows):
 
-Timing rules, shared by every suite through :func:`time_interleaved`: ``time.perf_counter``, warm-up
-calls first, then the candidates are called in turn, round after round, so that a burst of load on a
-shared machine hits all of them alike; we report medians. Thread counts are pinned before NumPy or
-PyTorch is imported (``THREADS``): the BLAS behind NumPy and PyTorch's intra-op pool use the same
-number of threads, or a comparison means little.
+* **One process per implementation.** hwlib and PyTorch never run in the same process: each
+  implementation of a suite runs in a fresh Python process of its own (``python -m bench.worker``),
+  as a user runs one or the other. Two libraries interleaved in one process on a small machine fight
+  over their thread pools (OpenBLAS's and PyTorch's threads spin against each other) and over malloc,
+  and the ratios come out flattering and false.
+* **Warm-up, then a timed block.** In its process, each case is called a few times untimed, then
+  timed call by call for a time budget; the figure of the round is the median call.
+* **Rounds.** The implementations alternate, one fresh process each, over several rounds (the order
+  rotates every round), so that a burst of load hits all of them alike. A ratio (hwlib / PyTorch) is
+  computed per round; we report the median of the per-round ratios and their spread (min-max).
+* **Threads** are pinned before NumPy or PyTorch is imported (``THREADS``, from ``BENCH_THREADS``,
+  default 2): OpenBLAS behind NumPy and PyTorch's intra-op pool use the same number of threads.
+* ``--kernel``: the same processes are notebook kernels (a one-cell notebook executed headless by
+  nbclient, as JupyterLab's kernel runs a student's code), and the figures are compared with the
+  command-line ones.
+
+A suite is a module of this package (listed in ``bench/__main__.py``) with ``IMPLS`` (the
+implementations, one process each), ``measure(impl, quick) -> {case: {...}}`` (run in the worker,
+JSON-able) and ``report(results, quick) -> (rows, checks)`` where ``results[impl]`` is the list of
+the rounds' ``measure`` results.
 """
 
 from __future__ import annotations
@@ -17,31 +29,31 @@ from __future__ import annotations
 import os
 
 THREADS = int(os.environ.get("BENCH_THREADS", "2"))
-# Must happen before NumPy (OpenBLAS) or PyTorch (OpenMP, MKL) is imported to take effect.
+# Must happen before NumPy (OpenBLAS) or PyTorch (OpenMP, MKL) is imported to take effect; the worker
+# processes inherit it.
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = str(THREADS)
 
 import gc  # noqa: E402
+import statistics  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 
-import numpy as np  # noqa: E402
-
-__all__ = ["THREADS", "Row", "Check", "time_interleaved", "setup_torch"]
+__all__ = ["THREADS", "Row", "Check", "time_block", "setup_torch", "ratios", "spread"]
 
 
 @dataclass
 class Row:
-    """One timed implementation of one benchmark case (times in seconds, medians)."""
+    """One timed implementation of one benchmark case (times in seconds, medians over the rounds)."""
 
     case: str                          # what is computed, with shapes: "conv x(50,1,28,28) w(32,1,7,7)"
     impl: str                          # who computes it: "hwlib f64", "torch f32", "naive f64"
     fwd_s: float                       # forward pass
-    fwdbwd_s: float                    # forward + backward
-    ratio_fwd: float | None = None     # fwd_s / the same time of ``ratio_to``
-    ratio_fwdbwd: float | None = None  # fwdbwd_s / the same time of ``ratio_to``
+    fwdbwd_s: float                    # forward + backward (or a whole training iteration)
+    ratio_fwd: float | None = None     # median over rounds of fwd_s / the same time of ``ratio_to``
+    ratio_fwdbwd: float | None = None  # median over rounds of fwdbwd_s / the same time of ``ratio_to``
     ratio_to: str = ""                 # the row the ratios compare with, e.g. "torch f64"
-    note: str = ""                     # how it was timed when not like the others
+    note: str = ""                     # the ratios' spread over the rounds, or how it was timed
 
 
 @dataclass
@@ -52,7 +64,7 @@ class Check:
     value: float
     op: str                            # "<=" or ">="
     target: float
-    detail: str = ""                   # context printed after the verdict (e.g. the best-case ratio)
+    detail: str = ""                   # context printed after the verdict (e.g. the rounds' spread)
 
     @property
     def passed(self) -> bool:
@@ -67,40 +79,41 @@ def setup_torch():
     return torch
 
 
-def time_interleaved(candidates: dict, repeats: int | None = None, warmup: int = 3,
-                     budget_s: float = 5.0, min_repeats: int = 15, max_repeats: int = 400,
-                     minima: dict | None = None) -> dict:
-    """Median seconds per call of each zero-argument callable in ``candidates``.
-
-    After ``warmup`` untimed calls each, the candidates run in turn, round after round, so that a
-    burst of load on a shared machine hits all of them alike. Without ``repeats``, the number of
-    rounds fits ``budget_s`` (judged from the warm-up), within [min_repeats, max_repeats]. The
-    garbage collector is paused while timing and runs between rounds. If ``minima`` is a dict, it
-    also receives the fastest call of each candidate: on a busy machine the ratio of minima is
-    closer to what a quiet machine gives than the ratio of medians.
-    """
-    round_s = 0.0
-    for fn in candidates.values():
-        for k in range(warmup):
-            start = time.perf_counter()
-            fn()
-            if k == warmup - 1:
-                round_s += time.perf_counter() - start
-    if repeats is None:
-        repeats = int(min(max_repeats, max(min_repeats, budget_s / max(round_s, 1e-9))))
-    samples = {name: [] for name in candidates}
-    gc_was_enabled = gc.isenabled()
+def time_block(fn, budget_s: float = 3.0, warmup: int = 3, min_calls: int = 10, max_calls: int = 2000) -> float:
+    """Median seconds per call of the zero-argument ``fn``: ``warmup`` untimed calls, then a timed
+    block of calls sized to ``budget_s`` (judged from the last warm-up call), within
+    [min_calls, max_calls]. The garbage collector runs before the block and is paused during it."""
+    for _ in range(max(warmup, 1)):
+        start = time.perf_counter()
+        fn()
+        last = time.perf_counter() - start
+    calls = int(min(max_calls, max(min_calls, budget_s / max(last, 1e-9))))
+    gc.collect()
+    was_enabled = gc.isenabled()
     gc.disable()
     try:
-        for _ in range(repeats):
-            for name, fn in candidates.items():
-                start = time.perf_counter()
-                fn()
-                samples[name].append(time.perf_counter() - start)
-            gc.collect()
+        samples = []
+        for _ in range(calls):
+            start = time.perf_counter()
+            fn()
+            samples.append(time.perf_counter() - start)
     finally:
-        if gc_was_enabled:
+        if was_enabled:
             gc.enable()
-    if minima is not None:
-        minima.update({name: float(np.min(ts)) for name, ts in samples.items()})
-    return {name: float(np.median(ts)) for name, ts in samples.items()}
+    return statistics.median(samples)
+
+
+def ratios(results: dict, impl: str, ref: str, case: str, key: str) -> list[float]:
+    """Per-round ratios ``results[impl][r][case][key] / results[ref][r][case][key]``."""
+    return [a[case][key] / b[case][key] for a, b in zip(results[impl], results[ref])]
+
+
+def median_of(results: dict, impl: str, case: str, key: str) -> float:
+    """The median over the rounds of one timing."""
+    return statistics.median(r[case][key] for r in results[impl])
+
+
+def spread(values) -> str:
+    """``"rounds 0.93-1.05"``: the range of per-round ratios, printed beside their median."""
+    values = list(values)
+    return f"rounds {min(values):.2f}-{max(values):.2f}" if len(values) > 1 else "1 round"

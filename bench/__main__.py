@@ -1,26 +1,38 @@
-"""Run the kit's benchmarks and print one table: ``python -m bench [--only SUITE] [--quick]``."""
+"""Run the kit's benchmarks, each implementation in a fresh process: ``python -m bench``.
+
+``python -m bench [--only SUITE] [--rounds R] [--quick] [--kernel] [--data-root DIR] [--strict]``;
+``make bench`` runs the layer and model suites; the full-MNIST training suite needs the full set:
+``python -m bench --only training --data-root DIR`` (or ``make bench-training``).
+"""
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import os
 import platform
 import sys
 import time
+from pathlib import Path
 
-from . import THREADS
+from . import THREADS, Check
+from .launch import LAUNCHERS
 
-# Suite name -> module of this package with ``run(quick) -> (rows, checks)``. Add new suites here.
+# Suite name -> module of this package (see bench/__init__.py). DEFAULT: what a plain run times.
 SUITES = {
     "layers": "bench.layers",
     "models": "bench.models",
+    "training": "bench.training",
 }
+DEFAULT = ("layers", "models")
+ROUNDS = 5
+KERNEL_TOLERANCE = 0.10   # a notebook kernel's ratios within 10 % of the command line's
 
 
 def _load() -> str:
-    # Other processes on the machine slow everything down, PyTorch's thread pool most of all:
-    # print the load so that a reader can tell a quiet run from a busy one.
+    # Other processes on the machine slow everything down: print the load so that a reader can tell
+    # a quiet run from a busy one.
     try:
         return "load average %.2f %.2f %.2f" % os.getloadavg()
     except OSError:
@@ -28,17 +40,18 @@ def _load() -> str:
 
 
 def _ms(seconds: float) -> str:
-    return f"{seconds * 1e3:10.3f}"
+    return f"{seconds * 1e3:10.3f}" if not math.isnan(seconds) else f"{'-':>10}"
 
 
 def _ratio(value) -> str:
     return f"{value:8.2f}" if value is not None else " " * 8
 
 
-def print_table(suite: str, rows) -> None:
+def print_table(title: str, rows) -> None:
     case_w = max([len(r.case) for r in rows] + [4])
     impl_w = max([len(r.impl) for r in rows] + [4])
-    print(f"\n== {suite} ==  median times in ms; ratio = this row / the row named in 'ratio to'")
+    print(f"\n== {title} ==  times in ms (medians over rounds); ratio = median of the per-round ratios "
+          "this row / the row named in 'ratio to'")
     print(f"{'case':<{case_w}}  {'impl':<{impl_w}}  {'fwd':>10}  {'fwd+bwd':>10}  {'ratio':>8}  {'ratio':>8}  ratio to")
     print(f"{'':<{case_w}}  {'':<{impl_w}}  {'':>10}  {'':>10}  {'fwd':>8}  {'fwd+bwd':>8}")
     previous = None
@@ -52,26 +65,78 @@ def print_table(suite: str, rows) -> None:
         print(line.rstrip())
 
 
+def run_suite(name: str, launcher: str, rounds: int, quick: bool) -> dict:
+    """``{impl: [result of each round]}``: every implementation in a fresh process (or kernel) per
+    round, the order rotating each round; implementations in the suite's ``ONCE`` run in round 1."""
+    module = importlib.import_module(SUITES[name])
+    launch = LAUNCHERS[launcher]
+    impls = list(module.IMPLS)
+    results = {impl: [] for impl in impls}
+    pids = {os.getpid()}
+    for r in range(rounds):
+        order = impls[r % len(impls):] + impls[:r % len(impls)]
+        for impl in order:
+            if r and impl in module.ONCE:
+                continue
+            envelope = launch(name, impl, quick)
+            if envelope["torch_loaded"] and not impl.startswith("torch"):
+                raise RuntimeError(f"bench: {name} {impl} loaded PyTorch in its process: its figure would not be "
+                                   "hwlib's alone; import torch only in the torch implementations")
+            if envelope["pid"] in pids:
+                raise RuntimeError(f"bench: {name} {impl} ran in a process that already ran a measurement")
+            pids.add(envelope["pid"])
+            results[impl].append(envelope["result"])
+        print(f"  {name}: round {r + 1}/{rounds} done ({launcher}; {_load()})", flush=True)
+    return results
+
+
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=sorted(SUITES), action="append",
-                        help="run only this suite (repeatable); default: all")
-    parser.add_argument("--quick", action="store_true", help="fewer repeats (a smoke test, noisy numbers)")
+                        help=f"run only this suite (repeatable); default: {', '.join(DEFAULT)}")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help=f"rounds of fresh processes (default {ROUNDS}; the training suite: 1)")
+    parser.add_argument("--quick", action="store_true", help="short timed blocks, 2 rounds (a smoke test, noisy numbers)")
+    parser.add_argument("--kernel", action="store_true",
+                        help="also run every suite in notebook kernels and compare with the command line")
+    parser.add_argument("--data-root", default=None, help="the data root of the runs (the training suite needs full MNIST)")
     parser.add_argument("--strict", action="store_true", help="exit with status 1 when a target is missed")
     args = parser.parse_args(argv)
+    if args.data_root:
+        from hwlib.paths import DATA_ROOT_ENV
+
+        os.environ[DATA_ROOT_ENV] = str(Path(args.data_root).resolve())   # the workers inherit it
+    rounds = args.rounds if args.rounds is not None else (2 if args.quick else None)
 
     import numpy as np
     import torch
 
-    print(f"bench: {THREADS} threads for NumPy's BLAS and PyTorch (BENCH_THREADS); python {platform.python_version()}, "
-          f"numpy {np.__version__}, torch {torch.__version__}; {os.cpu_count()} CPUs, {_load()}")
+    print(f"bench: each implementation in a fresh process of its own (never two libraries in one process), "
+          f"warm-up then a timed block, implementations alternating over rounds; {THREADS} threads for NumPy's BLAS "
+          f"and PyTorch (BENCH_THREADS); python {platform.python_version()}, numpy {np.__version__}, "
+          f"torch {torch.__version__}; {os.cpu_count()} CPUs, {_load()}", flush=True)
+    del np, torch
+    launchers = ["command line"] + (["notebook kernel"] if args.kernel else [])
     all_checks = []
-    for name in args.only or list(SUITES):
-        start = time.perf_counter()
-        rows, checks = importlib.import_module(SUITES[name]).run(quick=args.quick)
-        print_table(name, rows)
-        print(f"({name}: {time.perf_counter() - start:.0f} s; {_load()})")
-        all_checks += checks
+    for name in args.only or DEFAULT:
+        module = importlib.import_module(SUITES[name])
+        figures = {}
+        for launcher in launchers:
+            start = time.perf_counter()
+            results = run_suite(name, launcher, rounds if rounds is not None else getattr(module, "ROUNDS", ROUNDS),
+                                args.quick)
+            rows, checks = module.report(results, args.quick)
+            print_table(f"{name}, {launcher}", rows)
+            print(f"({name}, {launcher}: {time.perf_counter() - start:.0f} s; {_load()})", flush=True)
+            figures[launcher] = {c.name: c.value for c in checks}
+            all_checks += checks if launcher == "command line" else []
+        if args.kernel:
+            for check_name, value in figures["command line"].items():
+                in_kernel = figures["notebook kernel"][check_name]
+                all_checks.append(Check(f"{check_name}: notebook kernel / command line", in_kernel / value, "<=",
+                                        1 + KERNEL_TOLERANCE, f"kernel {in_kernel:.2f}, command line {value:.2f}"))
+                all_checks.append(Check(f"{check_name}: notebook kernel / command line", in_kernel / value, ">=",
+                                        1 - KERNEL_TOLERANCE, f"kernel {in_kernel:.2f}, command line {value:.2f}"))
 
     if all_checks:
         print("\n== targets ==")

@@ -2,23 +2,22 @@
 
 Cases are the shapes of the kit's ConvNet on MNIST (batch 50): its conv layer, a small multi-channel
 conv, its 2x2 max-pool, an overlapping 3x3/2 max-pool, and its fully connected layer. Every
-implementation computes forward and forward+backward on the same data; PyTorch computes the
-gradients of the same inputs with ``torch.autograd.grad`` (its forward is timed with autograd
-recording, as in training).
+implementation computes forward and forward+backward on the same data (drawn from the same seed in
+each process); PyTorch computes the gradients of the same inputs with ``torch.autograd.grad`` (its
+forward is timed with autograd recording, as in training).
 
-Targets (float64, ``bench.THREADS`` threads): conv fwd+bwd within 1.3x of PyTorch, the ConvNet's
-max-pool within 1.2x, and the naive-loop conv at least 300x slower than hwlib.
+Targets (float64, ``bench.THREADS`` threads; median of the per-round ratios): conv fwd+bwd within
+1.2x of PyTorch, the ConvNet's 2x2 max-pool within 1.2x, and the naive-loop conv at least 300x slower
+than hwlib.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from hwlib import layers
+from . import Check, Row, median_of, ratios, setup_torch, spread, time_block
 
-from . import Check, Row, naive, setup_torch, time_interleaved
-
-CONV_TARGET, POOL_TARGET, NAIVE_SPEEDUP_TARGET = 1.3, 1.2, 300.0
+CONV_TARGET, POOL_TARGET, NAIVE_SPEEDUP_TARGET = 1.2, 1.2, 300.0
 
 # (label, layer, shapes, naive-loop samples): the naive loops run on that many samples and are
 # scaled linearly to the full batch, because every sample costs the same in a per-sample loop.
@@ -29,10 +28,15 @@ CASES = [
     ("max-pool 3x3/2 x(50,32,21,21)", "pool", ((50, 32, 21, 21), (3, 3, 2)), 5),
     ("fc x(50,3872) w(3872,100)", "fc", ((50, 32 * 11 * 11), (32 * 11 * 11, 100)), 50),
 ]
+# One process each; "naive f64" runs in the first round only (it is 300x slower and steady).
+IMPLS = ("hwlib f64", "torch f64", "hwlib f32", "torch f32", "naive f64")
+ONCE = ("naive f64",)
+PAIRS = (("hwlib f64", "torch f64"), ("hwlib f32", "torch f32"))
 
 
-def _problem(kind, shapes, rng):
-    """Inputs (float64) of one case and the upstream gradient of its output."""
+def _problem(index, kind, shapes):
+    """Inputs (float64) of one case and the upstream gradient of its output, the same in every process."""
+    rng = np.random.default_rng(545 + index)
     if kind == "conv":
         x_shape, w_shape = shapes
         args = (rng.standard_normal(x_shape), rng.standard_normal(w_shape))
@@ -77,53 +81,55 @@ def _torch_fns(torch, kind, args, dout, dtype):
     return forward, (lambda: torch.autograd.grad(forward(), inputs, grad_out))
 
 
-def _cast(args, dtype):
-    return tuple(a.astype(dtype) if isinstance(a, np.ndarray) else a for a in args)
+def measure(impl: str, quick: bool = False) -> dict:
+    """Time every case with one implementation (in this process); ``{case: {"fwd", "fwdbwd"}}``."""
+    library, tag = impl.split()
+    dtype = {"f64": np.float64, "f32": np.float32}[tag]
+    if library == "torch":
+        torch = setup_torch()
+    elif library == "hwlib":
+        from hwlib import layers as module
+    else:
+        from . import naive as module
+    budget_s = 0.5 if quick else 1.0
+    result = {}
+    for index, (label, kind, shapes, naive_n) in enumerate(CASES):
+        args, dout = _problem(index, kind, shapes)
+        args = tuple(a.astype(dtype) if isinstance(a, np.ndarray) else a for a in args)
+        dout = dout.astype(dtype)
+        if library == "torch":
+            fwd, fwdbwd = _torch_fns(torch, kind, args, dout, {np.float64: torch.float64, np.float32: torch.float32}[dtype])
+        elif library == "hwlib":
+            fwd, fwdbwd = _numpy_fns(module, kind, args, dout)
+        else:
+            # Naive loops: a few calls on naive_n samples, scaled to the batch.
+            N = args[0].shape[0]
+            fwd, fwdbwd = _numpy_fns(module, kind, (args[0][:naive_n],) + args[1:], dout[:naive_n])
+            result[label] = {key: time_block(fn, warmup=1, min_calls=1 if quick else 3, max_calls=3, budget_s=0) * N / naive_n
+                             for key, fn in (("fwd", fwd), ("fwdbwd", fwdbwd))}
+            result[label]["note"] = f"timed on {naive_n} of {N} samples, x{N / naive_n:g}" if naive_n != N else ""
+            continue
+        result[label] = {"fwd": time_block(fwd, budget_s), "fwdbwd": time_block(fwdbwd, budget_s)}
+    return result
 
 
-def run(quick: bool = False):
-    """Time every case; return ``(rows, checks)``."""
-    torch = setup_torch()
-    rng = np.random.default_rng(545)
-    budget_s = 1.5 if quick else 4.0
+def report(results: dict, quick: bool = False):
+    """Rows (medians over rounds, per-round ratios) and the targets' checks."""
     rows, checks = [], []
-    for label, kind, shapes, naive_n in CASES:
-        args64, dout64 = _problem(kind, shapes, rng)
-        args32, dout32 = _cast(args64, np.float32), dout64.astype(np.float32)
-        candidates = {}
-        for name, (fwd, fwdbwd) in {
-            "hwlib f64": _numpy_fns(layers, kind, args64, dout64),
-            "torch f64": _torch_fns(torch, kind, args64, dout64, torch.float64),
-            "hwlib f32": _numpy_fns(layers, kind, args32, dout32),
-            "torch f32": _torch_fns(torch, kind, args32, dout32, torch.float32),
-        }.items():
-            candidates[(name, "fwd")] = fwd
-            candidates[(name, "fwdbwd")] = fwdbwd
-        fastest = {}
-        t = time_interleaved(candidates, budget_s=budget_s, min_repeats=5 if quick else 15, minima=fastest)
-
-        # Naive loops: a few repeats on naive_n samples, scaled to the batch.
-        N = args64[0].shape[0]
-        sub_args = (args64[0][:naive_n],) + args64[1:]
-        naive_fwd, naive_fwdbwd = _numpy_fns(naive, kind, sub_args, dout64[:naive_n])
-        tn = time_interleaved({"fwd": naive_fwd, "fwdbwd": naive_fwdbwd}, repeats=1 if quick else 3, warmup=1)
-        scale = N / naive_n
-
-        for impl, ref in (("hwlib f64", "torch f64"), ("torch f64", None), ("hwlib f32", "torch f32"), ("torch f32", None)):
-            f, fb = t[(impl, "fwd")], t[(impl, "fwdbwd")]
-            row = Row(label, impl, f, fb)
-            if ref:
-                row.ratio_fwd, row.ratio_fwdbwd, row.ratio_to = f / t[(ref, "fwd")], fb / t[(ref, "fwdbwd")], ref
-            rows.append(row)
-        nf, nfb = tn["fwd"] * scale, tn["fwdbwd"] * scale
-        rows.append(Row(label, "naive f64", nf, nfb, nf / t[("hwlib f64", "fwd")], nfb / t[("hwlib f64", "fwdbwd")],
-                        "hwlib f64", f"timed on {naive_n} of {N} samples, x{scale:g}" if naive_n != N else ""))
-
-        ratio = t[("hwlib f64", "fwdbwd")] / t[("torch f64", "fwdbwd")]
-        best = f"ratio of the fastest calls {fastest[('hwlib f64', 'fwdbwd')] / fastest[('torch f64', 'fwdbwd')]:.2f}"
+    for label, kind, _, _ in CASES:
+        for impl, ref in PAIRS:
+            r_fwd, r_fb = ratios(results, impl, ref, label, "fwd"), ratios(results, impl, ref, label, "fwdbwd")
+            med = np.median(r_fb)
+            rows.append(Row(label, impl, median_of(results, impl, label, "fwd"), median_of(results, impl, label, "fwdbwd"),
+                            float(np.median(r_fwd)), float(med), ref, f"fwd+bwd {spread(r_fb)}"))
+            rows.append(Row(label, ref, median_of(results, ref, label, "fwd"), median_of(results, ref, label, "fwdbwd")))
+            if impl == "hwlib f64" and (kind == "conv" or label.startswith("max-pool 2x2")):
+                checks.append(Check(f"{label}: hwlib/torch f64 fwd+bwd", float(med), "<=",
+                                    CONV_TARGET if kind == "conv" else POOL_TARGET, spread(r_fb)))
+        naive = results["naive f64"][0][label]
+        hw_f, hw_fb = median_of(results, "hwlib f64", label, "fwd"), median_of(results, "hwlib f64", label, "fwdbwd")
+        rows.append(Row(label, "naive f64", naive["fwd"], naive["fwdbwd"], naive["fwd"] / hw_f, naive["fwdbwd"] / hw_fb,
+                        "hwlib f64", naive["note"]))
         if kind == "conv":
-            checks.append(Check(f"{label}: hwlib/torch f64 fwd+bwd", ratio, "<=", CONV_TARGET, best))
-            checks.append(Check(f"{label}: naive/hwlib f64 fwd+bwd", nfb / t[("hwlib f64", "fwdbwd")], ">=", NAIVE_SPEEDUP_TARGET))
-        elif label.startswith("max-pool 2x2"):
-            checks.append(Check(f"{label}: hwlib/torch f64 fwd+bwd", ratio, "<=", POOL_TARGET, best))
+            checks.append(Check(f"{label}: naive/hwlib f64 fwd+bwd", naive["fwdbwd"] / hw_fb, ">=", NAIVE_SPEEDUP_TARGET))
     return rows, checks

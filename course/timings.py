@@ -1,7 +1,7 @@
 """How long each notebook takes, per profile: measured, kept in ``course/timings.toml``, shown to students.
 
-``python -m course.timings [--profiles quick,full] [--notebooks 02_softmax_mnist,...] [--data-root DIR]``
-runs each notebook from a fresh kernel (as ``make run`` does), one at a time, and records its wall time
+``python -m course.timings [--profiles quick,full] [--notebooks 02_softmax_mnist,...] [--data-root DIR]
+[--keep DIR]`` runs each notebook from a fresh kernel (as ``make run`` does), one at a time, and records its wall time
 with the machine's CPU count and load average before and after, so that a figure taken on a busy
 machine says so. The release's README (grading/release/build.py) renders the table from the file;
 a notebook or profile never measured shows as "not measured".
@@ -45,16 +45,24 @@ def _write(data: dict, path: Path) -> None:
     path.write_text("\n".join(lines))
 
 
-def measure(notebooks, profiles, data_root=None, path: Path = TIMINGS) -> dict:
-    """Run and time each notebook in each profile; merge the figures into ``path``; return them."""
+def measure(notebooks, profiles, data_root=None, path: Path = TIMINGS, keep: Path | None = None) -> dict:
+    """Run and time each notebook in each profile; merge the figures into ``path``; return them.
+
+    ``keep``: a folder where the executed copies are kept as ``<stem>.<profile>.ipynb`` (to read the
+    results the timed run printed); by default they are discarded.
+    """
     data = read(path)
+    # The kernel runs in the notebook's folder: a relative data root would name another folder there.
+    data_root = Path(data_root).resolve() if data_root else None
     for stem in notebooks:
         for profile in profiles:
             source = load_registry().notebook_paths[load_registry().notebooks.index(stem)]
             before = os.getloadavg()[0]
             params = {"profile": profile, "seed": 0, **({"data_root": str(data_root)} if data_root else {})}
             with tempfile.TemporaryDirectory() as tmp:
-                seconds = execute(source, Path(tmp) / source.name, params, quiet=True)
+                target = Path(keep or tmp) / f"{stem}.{profile}.ipynb"
+                target.parent.mkdir(parents=True, exist_ok=True)
+                seconds = execute(source, target, params, quiet=True)
             data.setdefault(stem, {})[profile] = {
                 "seconds": round(seconds, 1), "cpus": os.cpu_count(), "load_before": round(before, 2),
                 "load_after": round(os.getloadavg()[0], 2), "data": "full" if data_root else "embedded",
@@ -87,13 +95,14 @@ def main(argv=None) -> None:
     parser.add_argument("--profiles", default="quick", help="comma-separated: quick, full (default: quick)")
     parser.add_argument("--notebooks", default="", help="comma-separated notebook stems (default: all)")
     parser.add_argument("--data-root", default=None, help="the data root for the runs (default: the kit's)")
+    parser.add_argument("--keep", default=None, type=Path, help="keep the executed copies in this folder")
     args = parser.parse_args(argv)
     known = load_registry().notebooks
     notebooks = [s for s in args.notebooks.split(",") if s] or known
     unknown = sorted(set(notebooks) - set(known)) + sorted(set(args.profiles.split(",")) - set(PROFILES))
     if unknown:
         parser.error(f"unknown notebook(s) or profile(s): {unknown}; notebooks: {known}; profiles: {PROFILES}")
-    measure(notebooks, args.profiles.split(","), args.data_root)
+    measure(notebooks, args.profiles.split(","), args.data_root, keep=args.keep)
     print(table())
 
 
