@@ -39,6 +39,22 @@ def _load() -> str:
         return "load average unknown"
 
 
+def _blas_note() -> str:
+    """Which OpenBLAS kernel NumPy runs here, and whether the environment forced it: some machine
+    images set OPENBLAS_CORETYPE (an older kernel, for older OpenBLAS builds), which a user's machine
+    does not; NumPy's matrix products then run up to 1.7x slower and the ratios are not a user's."""
+    import numpy  # noqa: F401  (loads OpenBLAS)
+    from threadpoolctl import threadpool_info
+
+    kernels = sorted({p.get("architecture") or "?" for p in threadpool_info() if p.get("internal_api") == "openblas"})
+    note = f"NumPy's OpenBLAS kernel: {', '.join(kernels) or 'none found'}"
+    forced = {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if k in os.environ}
+    if forced:
+        note += (f"; WARNING: forced by {', '.join(f'{k}={v}' for k, v in forced.items())} in the environment: "
+                 "to measure what a user's machine runs, `env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE make bench`")
+    return note
+
+
 def _ms(seconds: float) -> str:
     return f"{seconds * 1e3:10.3f}" if not math.isnan(seconds) else f"{'-':>10}"
 
@@ -116,6 +132,7 @@ def main(argv=None) -> int:
           f"and PyTorch (BENCH_THREADS); python {platform.python_version()}, numpy {np.__version__}, "
           f"torch {torch.__version__}; {os.cpu_count()} CPUs, {_load()}", flush=True)
     del np, torch
+    print(_blas_note(), flush=True)
     launchers = ["command line"] + (["notebook kernel"] if args.kernel else [])
     all_checks = []
     for name in args.only or DEFAULT:

@@ -25,12 +25,34 @@ from numpy.lib.stride_tricks import sliding_window_view  # noqa: F401  (for stud
 from .validation import as_array, require, require_finite, require_labels, require_ndim
 
 __all__ = [
+    "NoGrad", "no_grad",
     "fc_forward", "fc_backward",
     "relu_forward", "relu_backward",
     "conv_forward", "conv_backward",
     "max_pool_forward", "max_pool_backward",
     "softmax_loss",
 ]
+
+
+# --- inputs whose gradient nobody needs -----------------------------------------------------------
+
+class NoGrad(np.ndarray):
+    """An array whose gradient nobody needs, such as the images fed to a network: ``no_grad(X)``.
+
+    A layer's backward pass may skip the gradient of such an input and return None in its place,
+    as PyTorch does for a tensor without ``requires_grad`` (for the first layer of a network that
+    is a third of the backward pass's work); computing it anyway is right too. The mark is the
+    array's type and nothing else: the values are X's, and arithmetic on it gives plain arrays.
+    """
+
+    def __array_wrap__(self, array, context=None, return_scalar=False):
+        array = np.asarray(array)
+        return array[()] if return_scalar else array
+
+
+def no_grad(x) -> NoGrad:
+    """``x`` marked as an input whose gradient nobody needs (a view of it: no copy)."""
+    return np.asarray(x).view(NoGrad)
 
 
 # --- fully connected ---------------------------------------------------------------------------
@@ -66,7 +88,8 @@ def fc_backward(dout, cache):
     - dout: (N, M) upstream gradient
     - cache: ``(x, w, b)`` from ``fc_forward``
 
-    Returns ``(dx, dw, db)``: dx shaped like x (N, d_1, ..., d_k), dw (D, M), db (M,).
+    Returns ``(dx, dw, db)``: dx shaped like x (N, d_1, ..., d_k), dw (D, M), db (M,). dx may be
+    None when x was marked ``no_grad(x)``.
     """
     x, w, b = cache
     dout = as_array("fc_backward", "dout", dout)
@@ -74,7 +97,7 @@ def fc_backward(dout, cache):
             f"dout must have shape {(x.shape[0], w.shape[1])} (the forward output); got shape {dout.shape}")
     ### BEGIN SOLUTION
     x_flat = x.reshape(x.shape[0], -1)
-    dx = (dout @ w.T).reshape(x.shape)
+    dx = None if isinstance(x, NoGrad) else (dout @ w.T).reshape(x.shape)
     dw = x_flat.T @ dout
     db = dout.sum(axis=0)
     ### END SOLUTION
@@ -148,8 +171,11 @@ def conv_forward(x, w):
             cols[:, i, j] = x_t[:, i:i + Ho, j:j + Wo]
     cols = cols.reshape(C * HH * WW, Ho * Wo * N)
     out = w.reshape(F, C * HH * WW).astype(dtype, copy=False) @ cols          # (F, Ho*Wo*N)
-    out = np.ascontiguousarray(out.reshape(F, Ho, Wo, N).transpose(3, 0, 1, 2))
-    cache = (x.shape, w, cols)
+    # Returned as an (N, F, Ho, Wo) view of the product, without copying it back to row-major: the
+    # ReLU and the pooling that follow keep this layout (the batch innermost, where their strided
+    # windows leave it contiguous), and conv_backward gets its dout in the layout it needs.
+    out = out.reshape(F, Ho, Wo, N).transpose(3, 0, 1, 2)
+    cache = (x.shape, w, cols, not isinstance(x, NoGrad))
     ### END SOLUTION
     return out, cache
 
@@ -163,22 +189,27 @@ def conv_backward(dout, cache):
     - dout: (N, F, H', W') upstream gradient
     - cache: from ``conv_forward``
 
-    Returns ``(dx, dw)``: dx (N, C, H, W), dw (F, C, HH, WW).
+    Returns ``(dx, dw)``: dx (N, C, H, W), dw (F, C, HH, WW). dx may be None when x was marked
+    ``no_grad(x)``.
     """
     dout = as_array("conv_backward", "dout", dout)
     require_ndim("conv_backward", "dout", dout, 4, "(N, F, H', W')")
     ### BEGIN SOLUTION
-    x_shape, w, cols = cache
+    x_shape, w, cols, needs_dx = cache
     N, C, H, W = x_shape
     F, _, HH, WW = w.shape
     Ho, Wo = H - HH + 1, W - WW + 1
     require(dout.shape == (N, F, Ho, Wo), "conv_backward",
             f"dout must have shape {(N, F, Ho, Wo)} (the forward output); got shape {dout.shape}")
     dtype = np.result_type(dout, cols)
-    # dY laid out like the columns of cols: dout_mat[f, (y, x, n)] = dout[n, f, y, x].
+    # dY laid out like the columns of cols: dout_mat[f, (y, x, n)] = dout[n, f, y, x] (no copy when
+    # dout comes back in the layout of the forward output).
     dout_mat = np.ascontiguousarray(dout.transpose(1, 2, 3, 0), dtype=dtype).reshape(F, Ho * Wo * N)
     # dK = sum_n X[n] *filt dY[n]: the filtering is the product with the im2col matrix.
-    dw = (dout_mat @ cols.T).reshape(w.shape)
+    # (As cols @ dout_mat.T, transposed: OpenBLAS runs this long-inner-dimension product faster.)
+    dw = (cols @ dout_mat.T).T.reshape(w.shape)
+    if not needs_dx:
+        return None, dw
     # dX = sum_f dY[n, f] *full K[f, c]: each output pixel sends dY * K back to the HH x WW pixels
     # it read. dcols = K^T @ dY holds those contributions, one row (c, i, j) per kernel offset;
     # adding up the rows, each shifted by its offset (col2im), is the full convolution. As in the
@@ -188,7 +219,7 @@ def conv_backward(dout, cache):
     for i in range(HH):
         for j in range(WW):
             dx_t[:, i:i + Ho, j:j + Wo] += dcols[:, i, j]
-    dx = np.ascontiguousarray(dx_t.transpose(3, 0, 1, 2))                      # (N, C, H, W)
+    dx = dx_t.transpose(3, 0, 1, 2)                                          # (N, C, H, W) view
     ### END SOLUTION
     return dx, dw
 
@@ -226,10 +257,9 @@ def max_pool_forward(x, pool_param):
     require_ndim("max_pool_forward", "x", x, 4, "(N, C, H, W)")
     HH, WW, S, Ho, Wo = _pool_geometry("max_pool_forward", x.shape, pool_param)
     ### BEGIN SOLUTION
-    # The maximum over a window is the maximum over its rows of each row's maximum, and the first
-    # maximum in row-major order lies in the first row holding the maximum, at that row's first
-    # maximum. So we pool in two passes, each a short loop over window offsets on strided views
-    # (no copies), and record which offset held the first maximum: all the backward pass needs.
+    # The maximum over a window is taken offset by offset on strided views (no copies): the view of
+    # offset (i, j) holds, for every window, its entry in row i, column j. Alongside it we record
+    # which offset held the first maximum, all the backward pass needs.
     def first_max(views):
         """Element-wise maximum of ``views`` and, per view, the mask of where it holds the first
         maximum (on ties the earliest view wins, as in PyTorch)."""
@@ -248,19 +278,24 @@ def max_pool_forward(x, pool_param):
         firsts[0] = ~later
         return best, firsts
 
-    # Pass 1, along the width: for every row of x, the maximum over each window's WW columns.
-    row_max, col_first = first_max([x[:, :, :, j:j + S * (Wo - 1) + 1:S] for j in range(WW)])   # (N, C, H, Wo)
-    # Pass 2, along the height: the maximum of those over each window's HH rows.
-    out, row_first = first_max([row_max[:, :, i:i + S * (Ho - 1) + 1:S] for i in range(HH)])    # (N, C, Ho, Wo)
-    if S == HH:
-        # The windows tile the rows (the usual case), so every row of x belongs to one window:
-        # fold the choice of row into the column masks. The backward pass then needs no
-        # scatter over rows, only a repeat of dout along them.
-        row_mask = np.empty(row_max.shape, dtype=bool)
-        for i in range(HH):
-            row_mask[:, :, i::HH] = row_first[i]
-        col_first, row_first = [first & row_mask for first in col_first], None
-    cache = (x.shape, x.dtype, (HH, WW, S, Ho, Wo), col_first, row_first)
+    if S >= HH and S >= WW:
+        # Windows that do not overlap (the usual 2x2 pooling with stride 2): one pass over the
+        # HH * WW offsets in row-major order, so the first maximum is the one of the earliest offset.
+        out, firsts = first_max([x[:, :, i:i + S * (Ho - 1) + 1:S, j:j + S * (Wo - 1) + 1:S]
+                                 for i in range(HH) for j in range(WW)])
+        masks = (firsts, None)
+    else:
+        # Overlapping windows share their entries: two passes compare each entry fewer times. The
+        # first maximum of a window lies in the first row holding its maximum, at that row's first
+        # maximum. Pass 1, along the width: for every row of x, the maximum over each window's WW
+        # columns; pass 2, along the height: the maximum of those over each window's HH rows.
+        row_max, col_first = first_max([x[:, :, :, j:j + S * (Wo - 1) + 1:S] for j in range(WW)])  # (N, C, H, Wo)
+        out, row_first = first_max([row_max[:, :, i:i + S * (Ho - 1) + 1:S] for i in range(HH)])   # (N, C, Ho, Wo)
+        masks = (col_first, row_first)
+    cache = (x.shape, x.dtype, (HH, WW, S, Ho, Wo)) + masks
+    # The output row-major, whatever the layout of x: the fully connected layer that usually follows
+    # flattens it per sample, which is free on a row-major array.
+    out = np.ascontiguousarray(out)
     ### END SOLUTION
     return out, cache
 
@@ -281,13 +316,30 @@ def max_pool_backward(dout, cache):
             f"dout must have shape {(N, C, Ho, Wo)} (the forward output); got shape {dout.shape}")
     dtype = np.result_type(dout, x_dtype)
 
+    def like_x(shape, zeroed=True):
+        """An array in the memory layout of the forward input (the masks have it): the products
+        below then run over matching strides."""
+        return (np.zeros_like if zeroed else np.empty_like)(col_first[0], dtype, shape=shape)
+
+    if row_first is None:
+        # Windows did not overlap: col_first holds one mask per offset (i, j), and the slots of
+        # different offsets are disjoint. Entries in no window (stride > size) keep their zero;
+        # windows that tile x (stride = size) assign every entry once, so no zeroing is needed.
+        dx = like_x((N, C, H, W), zeroed=not (S == HH and S == WW))
+        dout_x = np.empty_like(col_first[0], dtype)          # dout in the layout of x: one copy
+        dout_x[...] = dout
+        for k, first in enumerate(col_first):
+            i, j = divmod(k, WW)
+            np.multiply(dout_x, first, out=dx[:, :, i:i + S * (Ho - 1) + 1:S, j:j + S * (Wo - 1) + 1:S])
+        return dx
+
     def scatter(grad, firsts, shape, axis):
         """Undo one pass of the forward: send ``grad`` to the offset (along ``axis``) that held the
         first maximum. The slots of one offset never overlap, so they are assigned; those of later
         offsets add up where windows overlap (stride < size). Elements in no window (stride > size)
         keep a zero; where windows tile (stride == size) every element is assigned exactly once."""
         size = len(firsts)
-        target = np.empty(shape, dtype) if size == S else np.zeros(shape, dtype)
+        target = like_x(shape, zeroed=size != S)
         index = [slice(None)] * 4
         for k, first in enumerate(firsts):
             index[axis] = slice(k, k + S * (grad.shape[axis] - 1) + 1, S)
@@ -298,11 +350,8 @@ def max_pool_backward(dout, cache):
                 slot += grad * first
         return target
 
-    if row_first is None:                                         # rows tiled: see the forward pass
-        d_row_max = np.repeat(dout.astype(dtype, copy=False), HH, axis=2)
-    else:
-        d_row_max = scatter(dout, row_first, (N, C, H, Wo), axis=2)   # undo pass 2 (rows)
-    dx = scatter(d_row_max, col_first, (N, C, H, W), axis=3)          # undo pass 1 (columns)
+    d_row_max = scatter(dout, row_first, (N, C, H, Wo), axis=2)      # undo pass 2 (rows)
+    dx = scatter(d_row_max, col_first, (N, C, H, W), axis=3)         # undo pass 1 (columns)
     ### END SOLUTION
     return dx
 

@@ -304,3 +304,35 @@ def test_solver_trains_float32_models_in_float32(make):
     assert all(v.dtype == np.float32 for v in model.params.values()), {k: v.dtype for k, v in model.params.items()}
     assert solver.check_accuracy(X, y) >= 0.95  # chance: 1/3
     assert solver.loss_history[-1] < 0.2 * solver.loss_history[0]
+
+
+def test_conv_relu_pool_is_relu_then_pool_bit_for_bit_even_on_ties():
+    """The given sandwich pools before its ReLU (a quarter of the work); on inputs full of ties (small
+    integers: equal maxima, all-negative and all-zero windows) its output and gradients equal the
+    seed's order, ReLU then pooling, bit for bit, and PyTorch's conv-relu-pool gradients."""
+    from hwlib.classifiers import conv_relu_pool_backward, conv_relu_pool_forward
+    from hwlib.layers import conv_backward, conv_forward, max_pool_backward, max_pool_forward, relu_backward, relu_forward
+
+    rng = np.random.default_rng(31)
+    x = rng.integers(-2, 3, size=(6, 2, 9, 9)).astype(np.float64)
+    w = rng.integers(-1, 2, size=(4, 2, 2, 2)).astype(np.float64)
+    pool = {"pool_height": 2, "pool_width": 2, "stride": 2}
+    out, cache = conv_relu_pool_forward(x, w, pool)
+    a, conv_cache = conv_forward(x, w)
+    s, relu_cache = relu_forward(a)
+    expected, pool_cache = max_pool_forward(s, pool)
+    a_pool = a.reshape(6, 4, 4, 2, 4, 2)
+    windows = a_pool.transpose(0, 1, 2, 4, 3, 5).reshape(6, 4, 4, 4, 4)
+    ties = (windows == windows.max(axis=-1, keepdims=True)).sum(axis=-1)
+    top = windows.max(axis=-1)
+    assert ((top > 0) & (ties > 1)).sum() >= 10 and (top <= 0).sum() >= 10     # the premise: both kinds of tie
+    dout = rng.integers(-3, 4, size=out.shape).astype(np.float64)
+    dx, dw = conv_relu_pool_backward(dout, cache)
+    edx, edw = conv_backward(relu_backward(max_pool_backward(dout, pool_cache), relu_cache), conv_cache)
+    assert np.array_equal(out, expected) and np.array_equal(dx, edx) and np.array_equal(dw, edw)
+    xt, wt = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    yt = torch.nn.functional.max_pool2d(torch.relu(torch.nn.functional.conv2d(xt, wt)), 2, 2)
+    yt.backward(torch.tensor(dout))
+    assert np.array_equal(out, yt.detach().numpy())
+    np.testing.assert_allclose(dx, xt.grad.numpy(), atol=1e-12)
+    np.testing.assert_allclose(dw, wt.grad.numpy(), atol=1e-12)

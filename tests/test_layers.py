@@ -190,3 +190,60 @@ def test_bad_input_raises_a_clear_value_error(call, fragment):
     with pytest.raises(ValueError) as info:
         call()
     assert fragment in str(info.value), str(info.value)
+
+
+def test_no_grad_inputs_skip_dx_and_change_nothing_else(rng):
+    """A no_grad input (a network's images) is a view with the same values; fc and conv then return
+    None for dx and the same dw (and db) bit for bit; arithmetic on it gives plain arrays."""
+    x = rng.standard_normal((4, 2, 6, 5))
+    marked = layers.no_grad(x)
+    assert isinstance(marked, layers.NoGrad) and np.shares_memory(marked, x) and np.array_equal(marked, x)
+    assert type(marked * 2) is np.ndarray and type(marked.reshape(4, -1) @ np.ones((60, 3))) is np.ndarray
+    assert type(marked.sum()) is not layers.NoGrad
+    w, b = rng.standard_normal((60, 3)), rng.standard_normal(3)
+    out, cache = layers.fc_forward(x, w, b)
+    out_m, cache_m = layers.fc_forward(marked, w, b)
+    dout = rng.standard_normal(out.shape)
+    (dx, dw, db), (dx_m, dw_m, db_m) = layers.fc_backward(dout, cache), layers.fc_backward(dout, cache_m)
+    assert dx_m is None and dx.shape == x.shape and type(out_m) is np.ndarray and type(dw_m) is np.ndarray
+    assert np.array_equal(out, out_m) and np.array_equal(dw, dw_m) and np.array_equal(db, db_m)
+    k = rng.standard_normal((3, 2, 3, 2))
+    out, cache = layers.conv_forward(x, k)
+    out_m, cache_m = layers.conv_forward(marked, k)
+    dout = rng.standard_normal(out.shape)
+    (dx, dk), (dx_m, dk_m) = layers.conv_backward(dout, cache), layers.conv_backward(dout, cache_m)
+    assert dx_m is None and dx.shape == x.shape and type(dk_m) is np.ndarray
+    assert np.array_equal(out, out_m) and np.array_equal(dk, dk_m)
+
+
+@pytest.mark.parametrize("pool", [(2, 2, 2), (3, 3, 2), (2, 3, 3), (2, 2, 3)], ids=["tile", "overlap", "rect", "gaps"])
+def test_relu_and_pool_give_the_same_results_in_the_layout_conv_returns(pool, rng):
+    """conv_forward returns its output with the batch innermost in memory (a view, no copy); ReLU and
+    pooling on such an input give the same values and gradients as on a row-major copy."""
+    ph, pw, s = pool
+    x = rng.standard_normal((5, 3, 11, 11))
+    out, _ = layers.conv_forward(x, rng.standard_normal((4, 3, 2, 2)))     # (5, 4, 10, 10)
+    assert not out.flags.c_contiguous
+    a = np.round(out, 1)                                                    # ties too
+    a_batch_inner = np.empty_like(out)
+    a_batch_inner[...] = a
+    assert a_batch_inner.strides == out.strides
+    param = {"pool_height": ph, "pool_width": pw, "stride": s}
+    crop = (slice(None), slice(None), slice(0, ph + (10 - ph) // s * s), slice(0, pw + (10 - pw) // s * s))
+    row_major = np.ascontiguousarray(a[crop])
+    dout = None
+
+    def relu_pool(given):
+        nonlocal dout
+        r, rc = layers.relu_forward(given)
+        p, pc = layers.max_pool_forward(r, param)
+        dout = np.round(rng.standard_normal(p.shape), 1) if dout is None else dout
+        return p, layers.relu_backward(layers.max_pool_backward(dout, pc), rc)
+
+    out_inner, dx_inner = relu_pool(a_batch_inner[crop])
+    out_rows, dx_rows = relu_pool(row_major)
+    assert np.array_equal(out_inner, out_rows) and np.array_equal(dx_inner, dx_rows)
+    xt = torch.tensor(row_major, requires_grad=True)
+    yt = F.max_pool2d(torch.relu(xt), (ph, pw), s)
+    yt.backward(torch.tensor(dout))
+    assert np.array_equal(out_rows, yt.detach().numpy()) and np.allclose(dx_rows, xt.grad.numpy(), atol=1e-12)
