@@ -55,11 +55,11 @@ test-ui: $(STAMP)
 lab: $(STAMP)
 	$(PY) -m hwlib.lab
 
-# Layers and models, each implementation in a fresh process (bench/__init__.py says how); about 7 min.
+# Layers and models, each implementation in a fresh process (bench/__init__.py says how); about 8 min.
 bench: $(STAMP)
 	$(PY) -m bench
 
-# Notebook 03's graded training (10 epochs of full MNIST) in hwlib and in PyTorch; about 10 min. Needs the
+# Notebook 03's graded training (10 epochs of full MNIST) in hwlib and in PyTorch; about 4 min. Needs the
 # full MNIST files: DATA_ROOT=DIR (default: ../shared/data where it exists, else the kit's data/).
 DATA_ROOT ?= $(if $(SHARED_DATA),$(SHARED_DATA),data)
 bench-training: $(STAMP)

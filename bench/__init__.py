@@ -65,6 +65,8 @@ class Check:
     op: str                            # "<=" or ">="
     target: float
     detail: str = ""                   # context printed after the verdict (e.g. the rounds' spread)
+    case: str = ""                     # the case and the hwlib implementation whose time the target
+    impl: str = ""                     # is about (``--kernel`` compares that time across launchers)
 
     @property
     def passed(self) -> bool:

@@ -125,11 +125,12 @@ def report(results: dict, quick: bool = False):
             rows.append(Row(label, ref, median_of(results, ref, label, "fwd"), median_of(results, ref, label, "fwdbwd")))
             if impl == "hwlib f64" and (kind == "conv" or label.startswith("max-pool 2x2")):
                 checks.append(Check(f"{label}: hwlib/torch f64 fwd+bwd", float(med), "<=",
-                                    CONV_TARGET if kind == "conv" else POOL_TARGET, spread(r_fb)))
+                                    CONV_TARGET if kind == "conv" else POOL_TARGET, spread(r_fb), label, impl))
         naive = results["naive f64"][0][label]
         hw_f, hw_fb = median_of(results, "hwlib f64", label, "fwd"), median_of(results, "hwlib f64", label, "fwdbwd")
         rows.append(Row(label, "naive f64", naive["fwd"], naive["fwdbwd"], naive["fwd"] / hw_f, naive["fwdbwd"] / hw_fb,
                         "hwlib f64", naive["note"]))
         if kind == "conv":
-            checks.append(Check(f"{label}: naive/hwlib f64 fwd+bwd", naive["fwdbwd"] / hw_fb, ">=", NAIVE_SPEEDUP_TARGET))
+            checks.append(Check(f"{label}: naive/hwlib f64 fwd+bwd", naive["fwdbwd"] / hw_fb, ">=", NAIVE_SPEEDUP_TARGET,
+                                case=label, impl="hwlib f64"))
     return rows, checks

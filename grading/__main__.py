@@ -2,7 +2,8 @@
 
   release              build/release/: student notebooks, student hwlib, README, install files, zip
   autograde DIR        grade the submissions in DIR (nbgrader layout or per-student zips);
-                       --student ID (repeatable) regrades those students only
+                       --student ID (repeatable) regrades those students only; --scheduler ADDRESS
+                       grades on a Dask cluster's workers
   feedback             regenerate feedback (after the TAs graded the derivations, or a changed late
                        policy), the grade files, summary
   export               the grade files: --format plain,canvas,gradescope (default all; see
@@ -45,8 +46,11 @@ def main(argv=None) -> int:
     ag.add_argument("--data-root", type=Path, default=None, help="data folder, mounted read-only at /data")
     ag.add_argument("--keep-sandboxes", action="store_true", help="keep the sandbox folders (debugging)")
     ag.add_argument("--scheduler", default=None, metavar="ADDRESS",
-                    help="(not available yet: grading on a Dask cluster is in progress) grade on the workers of this Dask scheduler; --workers then counts "
-                         "the local processes preparing submissions and writing feedback")
+                    help="grade on the workers of this Dask scheduler (e.g. tcp://host:8786; grading/README.md, "
+                         "'Grading on a Dask cluster'): one task per submission, the gradebook and course folder "
+                         "written here only; workers with another kit version are refused, and so are those "
+                         "without full isolation unless --allow-weak-isolation. --workers then counts the local "
+                         "processes preparing submissions and writing feedback")
     ag.add_argument("--allow-weak-isolation", action="store_true",
                     help="with --scheduler: let workers without full sandbox isolation grade (each student "
                          "graded there is flagged); by default such workers are refused")

@@ -289,3 +289,15 @@ def _no_deadline(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(POLICY_ENV, str(path))
         yield
+
+
+def test_a_course_folder_copied_by_hand_is_refused_not_graded_elsewhere(tmp_path):
+    """A course folder copied with cp still names its old place in nbgrader_config.py: nbgrader would
+    write that course's gradebook. The run refuses it before intake, naming both and the way to copy."""
+    course = tmp_path / "copy"
+    (course / "release" / ASSIGNMENT).mkdir(parents=True)
+    (course / "gradebook.db").write_bytes(b"")
+    (course / "nbgrader_config.py").write_text(f"c.CourseDirectory.root = {str(tmp_path / 'original')!r}\n")
+    with pytest.raises(SystemExit, match=r"is a copy of the course at .*original.*clone\(SRC, DEST\)"):
+        autograde(tmp_path / "no-submissions-needed", Settings(course=course))
+    assert not (course / "submitted").exists()

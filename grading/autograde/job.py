@@ -27,7 +27,8 @@ For every submission (nbgrader's ``submitted/<student>/hw4/`` layout, or per-stu
 
 :func:`grade_submission` is the unit of work: a top-level function of picklable arguments returning a
 picklable :class:`StudentResult`, so any executor can run it; only the coordinating process writes
-the gradebook and the files above.
+the gradebook and the files above. With ``Settings.scheduler`` the workers of a Dask cluster run it
+(grading/autograde/distribute.py): step 2a-b stays here, 2c-d runs there.
 """
 
 from __future__ import annotations
@@ -40,16 +41,16 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from functools import partial
 from multiprocessing import get_context
 from pathlib import Path
 
 from course.paths import COURSE
 from hwlib.progress import progress
 
-from ..nbgrader.course_root import ASSIGNMENT
+from ..nbgrader.course_root import ASSIGNMENT, load_config
 from . import deadlines, export, feedback, hidden
 from .compose import compose, sanitize, tools_dir
+from .distribute import Cluster
 from .gradebook import StudentResult, group_result, record_scores, results_dir, save_result
 from .intake import collect
 from .notebooks import run_notebook
@@ -130,14 +131,30 @@ def autograde(source: Path, settings: Settings | None = None, log=print) -> list
     settings.course = course
     if not (course / "gradebook.db").exists() or not (course / "release" / ASSIGNMENT).is_dir():
         raise SystemExit(f"no released assignment in {course}: run `make release` (python -m grading release) first")
+    configured = load_config(course).CourseDirectory.get("root")
+    if configured and Path(configured).resolve() != course:
+        # A course folder copied by hand still names its old place: nbgrader would grade there.
+        raise SystemExit(f"error: {course} is a copy of the course at {configured} (its nbgrader_config.py points "
+                         "there, so nbgrader would write that course's gradebook): copy a course with "
+                         "grading.nbgrader.course_root.clone(SRC, DEST), or build it in place (python -m grading release)")
     try:
         policy = deadlines.load_policy()
         if settings.roster:
             export.read_roster(settings.roster)       # a bad roster stops the run now, not after grading
     except ValueError as exc:
         raise SystemExit(f"error: {exc}") from None
-    level = isolation()
-    log(f"isolation: {level['level']}" + (f" ({level['reason']})" if level["reason"] else ""))
+    with ExitStack() as stack:
+        if settings.scheduler:  # the workers' isolation is what counts: vetted before anything is written
+            cluster = stack.enter_context(Cluster(settings.scheduler, settings.allow_weak_isolation, log))
+        else:
+            cluster, level = None, isolation()
+            log(f"isolation: {level['level']}" + (f" ({level['reason']})" if level["reason"] else ""))
+        return _run(source, settings, policy, cluster, log)
+
+
+def _run(source: Path, settings: Settings, policy, cluster: Cluster | None, log) -> list[StudentResult]:
+    """Intake, grading (in the local pool, or on ``cluster``), scores, feedback, grade files."""
+    course = settings.course
     log(f"late policy: due {policy.local(policy.due)}, {policy.percent_per_day:g}% per day after "
         f"{policy.grace.total_seconds() / 60:g} minutes' grace, at most {policy.max_percent:g}% ({policy.source})"
         if policy.due else f"late policy: none (no [deadline] due date in {policy.source})")
@@ -161,23 +178,22 @@ def autograde(source: Path, settings: Settings | None = None, log=print) -> list
     os.chmod(run_dir, 0o711)  # sandbox uids may traverse to their own (mode 700) folder, nothing more
     results: list[StudentResult] = []
     try:
-        with ProcessPoolExecutor(max_workers=max(1, settings.workers), mp_context=get_context("spawn")) as pool, \
-                ExitStack() as stack:
-            submit = partial(pool.submit, grade_submission)
-            if settings.scheduler:  # Dask scale-out: not in this version (issue 15, in progress)
-                raise SystemExit("--scheduler: grading on a Dask cluster is not available in this version of the "
-                                 "kit; grade locally (drop --scheduler)")
+        with ProcessPoolExecutor(max_workers=max(1, settings.workers), mp_context=get_context("spawn")) as pool:
             # Submissions whose notebooks run are the long jobs: start them first, so that the other
             # workers grade the rest meanwhile instead of waiting on one long job at the end.
             executes = settings.execute and settings.execute_students is not None
             order = sorted(intakes, key=lambda i: executes and i.student not in settings.execute_students)
-            futures = {submit(i.student, slot, settings, run_dir, problems[i.student]): i.student
-                       for slot, i in enumerate(order, start=1)}
-            bar = progress(total=len(futures), desc="autograde", unit="submission")
-            for fut in as_completed(futures):
-                results.append(fut.result())
-                bar.update(1)
-            bar.close()
+            if cluster is not None:  # this pool prepares, the Dask workers grade (distribute.py)
+                results = cluster.grade([i.student for i in order], settings, problems, run_dir, pool,
+                                        prepare=prepare, grade=grade_submission)
+            else:
+                futures = {pool.submit(grade_submission, i.student, slot, settings, run_dir, problems[i.student]):
+                           i.student for slot, i in enumerate(order, start=1)}
+                bar = progress(total=len(futures), desc="autograde", unit="submission")
+                for fut in as_completed(futures):
+                    results.append(fut.result())
+                    bar.update(1)
+                bar.close()
             results.sort(key=lambda r: r.student)
             phases["nbgrader and sandboxed grading"] = time.perf_counter() - t
             t = time.perf_counter()
@@ -201,6 +217,8 @@ def autograde(source: Path, settings: Settings | None = None, log=print) -> list
     summary = feedback.class_summary(course)
     phases["csv and summary"] = time.perf_counter() - t
     log("time per phase: " + ", ".join(f"{k} {v:.1f} s" for k, v in phases.items()))
+    where = f"{len(cluster.profiles)} Dask worker(s) at {cluster.address}" if cluster else \
+        f"{settings.workers} worker(s)"
     log(f"graded {len(results)} submission(s) in {time.perf_counter() - t0:.1f} s "
-        f"({settings.workers} worker(s)); grades: {', '.join(map(str, written.values()))}; summary: {summary}")
+        f"({where}); grades: {', '.join(map(str, written.values()))}; summary: {summary}")
     return results
