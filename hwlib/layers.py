@@ -206,8 +206,7 @@ def conv_backward(dout, cache):
     # dout comes back in the layout of the forward output).
     dout_mat = np.ascontiguousarray(dout.transpose(1, 2, 3, 0), dtype=dtype).reshape(F, Ho * Wo * N)
     # dK = sum_n X[n] *filt dY[n]: the filtering is the product with the im2col matrix.
-    # (As cols @ dout_mat.T, transposed: OpenBLAS runs this long-inner-dimension product faster.)
-    dw = (cols @ dout_mat.T).T.reshape(w.shape)
+    dw = (dout_mat @ cols.T).reshape(w.shape)
     if not needs_dx:
         return None, dw
     # dX = sum_f dY[n, f] *full K[f, c]: each output pixel sends dY * K back to the HH x WW pixels
