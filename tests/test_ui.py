@@ -310,7 +310,7 @@ def test_notebook_runs_in_jupyterlab_and_its_explorers_render(page, lab, stem):
     assert not errors, f"{name}: error outputs in JupyterLab:\n" + "\n".join(errors)
     for css, shot in EXPLORERS[stem].items():
         explorer = _panel(page).locator(f".hwlib-{css}-explorer").first
-        explorer.wait_for(timeout=30_000)
+        explorer.wait_for(timeout=120_000)   # under make test's load a widget can take a while to render
         assert _picture_loaded(explorer), f"{name}: the {css} explorer's picture did not load"
         assert "NotImplementedError" not in explorer.inner_text(), f"{name}: the reference solution is a stub?"
         _shoot(explorer, shot)
