@@ -14,9 +14,11 @@ How a figure is taken (the rules every suite follows):
   computed per round; we report the median of the per-round ratios and their spread (min-max).
 * **Threads** are pinned before NumPy or PyTorch is imported (``THREADS``, from ``BENCH_THREADS``,
   default 2): OpenBLAS behind NumPy and PyTorch's intra-op pool use the same number of threads.
-* ``--kernel``: the same processes are notebook kernels (a one-cell notebook executed headless by
-  nbclient, as JupyterLab's kernel runs a student's code), and the figures are compared with the
-  command-line ones.
+* ``--kernel``: each implementation also runs in a notebook kernel (a one-cell notebook executed
+  headless by nbclient, as JupyterLab's kernel runs a student's code). The kernel and a command-line
+  process of the same implementation run at once in lock-step (:mod:`bench.baton`: only the one
+  holding the baton computes, in slices of half a second), so that both see the same states of the
+  machine; hwlib's time in the kernel over its time on the command line is judged per round pair.
 
 A suite is a module of this package (listed in ``bench/__main__.py``) with ``IMPLS`` (the
 implementations, one process each), ``measure(impl, quick) -> {case: {...}}`` (run in the worker,
@@ -38,6 +40,8 @@ import gc  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
+
+from .baton import checkpoint  # noqa: E402  (between two timed calls a lock-step run may hand the machine over)
 
 __all__ = ["THREADS", "Row", "Check", "time_block", "setup_torch", "ratios", "spread"]
 
@@ -86,6 +90,7 @@ def time_block(fn, budget_s: float = 3.0, warmup: int = 3, min_calls: int = 10, 
     block of calls sized to ``budget_s`` (judged from the last warm-up call), within
     [min_calls, max_calls]. The garbage collector runs before the block and is paused during it."""
     for _ in range(max(warmup, 1)):
+        checkpoint()
         start = time.perf_counter()
         fn()
         last = time.perf_counter() - start
@@ -96,6 +101,7 @@ def time_block(fn, budget_s: float = 3.0, warmup: int = 3, min_calls: int = 10, 
     try:
         samples = []
         for _ in range(calls):
+            checkpoint()
             start = time.perf_counter()
             fn()
             samples.append(time.perf_counter() - start)

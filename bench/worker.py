@@ -15,15 +15,21 @@ import os
 import sys
 
 import bench  # noqa: F401  (pins the threads before NumPy or PyTorch is imported)
+from bench import baton as baton_module
 
 MARKER = "BENCH-RESULT "
 
 
-def measure_json(suite: str, impl: str, quick: bool = False) -> str:
+def measure_json(suite: str, impl: str, quick: bool = False, baton: str | None = None) -> str:
     """The suite's measurement of ``impl`` as the line the parent reads, with this process's id and
-    whether PyTorch was loaded in it (the parent refuses an hwlib figure taken beside PyTorch)."""
+    whether PyTorch was loaded in it (the parent refuses an hwlib figure taken beside PyTorch).
+    ``baton``: compute only while holding it (:mod:`bench.baton`)."""
     module = importlib.import_module(f"bench.{suite}")
-    result = module.measure(impl, quick)
+    baton_module.attach(baton)
+    try:
+        result = module.measure(impl, quick)
+    finally:
+        baton_module.detach()
     return MARKER + json.dumps({"pid": os.getpid(), "torch_loaded": "torch" in sys.modules, "result": result})
 
 
@@ -32,8 +38,9 @@ def main(argv=None) -> None:
     parser.add_argument("suite")
     parser.add_argument("impl")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--baton", default=None, help="the FIFOs' path of a lock-step run (bench.baton)")
     args = parser.parse_args(argv)
-    print(measure_json(args.suite, args.impl, args.quick), flush=True)
+    print(measure_json(args.suite, args.impl, args.quick, args.baton), flush=True)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ these tests check how figures are taken and combined.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -15,7 +16,7 @@ import pytest
 
 import bench
 from bench import __main__ as bench_main
-from bench import launch, layers, models
+from bench import baton, launch, layers, models
 
 
 def test_a_worker_times_one_implementation_alone_in_a_fresh_process():
@@ -78,25 +79,81 @@ def test_the_pytorch_copy_of_a_network_computes_the_same_loss(name, dtype, torch
 
 
 def test_an_hwlib_figure_taken_beside_pytorch_is_refused(monkeypatch):
-    def fake(suite, impl, quick):
+    def fake(suite, impl, quick, baton=None):
         return {"pid": hash(impl) % 10_000 + 50_000, "torch_loaded": True, "result": {}}
     monkeypatch.setitem(launch.LAUNCHERS, "command line", fake)
     monkeypatch.setattr(bench_main, "LAUNCHERS", launch.LAUNCHERS)
     with pytest.raises(RuntimeError, match="loaded PyTorch"):
-        bench_main.run_suite("layers", "command line", rounds=1, quick=True)
+        bench_main.run_suite("layers", ["command line"], rounds=1, quick=True)
 
 
 def test_every_round_runs_every_implementation_in_a_new_process_in_a_rotating_order(monkeypatch):
     calls = []
 
-    def fake(suite, impl, quick):
+    def fake(suite, impl, quick, baton=None):
         calls.append(impl)
         return {"pid": 60_000 + len(calls), "torch_loaded": impl.startswith("torch"), "result": {"impl": impl}}
     monkeypatch.setitem(launch.LAUNCHERS, "command line", fake)
-    results = bench_main.run_suite("layers", "command line", rounds=3, quick=True)
+    results = bench_main.run_suite("layers", ["command line"], rounds=3, quick=True)["command line"]
     assert {impl: len(r) for impl, r in results.items()} == {**{i: 3 for i in layers.IMPLS}, "naive f64": 1}
     firsts = [calls[0], calls[5], calls[9]]                 # round 1 has 5 processes, later rounds 4
     assert len(set(firsts)) == 3
+
+
+def test_with_kernels_each_implementation_runs_under_both_launchers_in_lockstep(monkeypatch):
+    pairs = []
+
+    def fake_lockstep(runs):
+        pairs.append(list(runs))
+        return {launcher: {"pid": 70_000 + 2 * len(pairs) + i, "torch_loaded": False, "result": {"n": len(pairs)}}
+                for i, launcher in enumerate(runs)}
+    monkeypatch.setattr(bench_main, "lockstep", fake_lockstep)
+    results = bench_main.run_suite("models", ["command line", "notebook kernel"], rounds=2, quick=True)
+    assert all(sorted(p) == ["command line", "notebook kernel"] for p in pairs)
+    assert len({p[0] for p in pairs}) == 2                  # which one starts alternates
+    for name in ("command line", "notebook kernel"):
+        assert {impl: len(r) for impl, r in results[name].items()} == {impl: 2 for impl in models.IMPLS}
+
+
+_TURNS = textwrap.dedent("""
+    import json, sys, time
+    from bench import baton
+    baton.attach(sys.argv[1])
+    spans = []
+    for _ in range(12):
+        baton.checkpoint()
+        start = time.monotonic()
+        while time.monotonic() - start < 0.1:
+            pass
+        spans.append((start, time.monotonic()))
+    baton.detach()
+    print(json.dumps(spans))
+""")
+
+
+def test_processes_in_lockstep_take_turns_and_never_compute_at_once():
+    def worker(path):
+        done = subprocess.run([sys.executable, "-c", _TURNS, path], cwd=launch.REPO, capture_output=True, text=True, check=True, timeout=120)
+        return json.loads(done.stdout)
+    spans = baton.lockstep({"a": worker, "b": worker})
+    a, b = spans["a"], spans["b"]
+    assert len(a) == len(b) == 12
+    assert not any(s < e2 and s2 < e for s, e in a for s2, e2 in b)     # never both at once
+    turns = sorted([(s, "a") for s, _ in a] + [(s, "b") for s, _ in b])
+    switches = sum(x[1] != y[1] for x, y in zip(turns, turns[1:]))
+    assert switches >= 2                                                 # they alternated, not one then the other
+
+
+def test_a_worker_that_dies_does_not_hang_the_lockstep_run():
+    def dies(path):
+        subprocess.run([sys.executable, "-c", "import sys; sys.exit(3)"], check=True)
+
+    def works(path):
+        done = subprocess.run([sys.executable, "-c", _TURNS, path], cwd=launch.REPO, capture_output=True,
+                              text=True, check=True, timeout=120)
+        return json.loads(done.stdout)
+    with pytest.raises(subprocess.CalledProcessError):
+        baton.lockstep({"dies": dies, "works": works})
 
 
 # --- the allocator setting ------------------------------------------------------------------------
