@@ -71,6 +71,7 @@ class Check:
     detail: str = ""                   # context printed after the verdict (e.g. the rounds' spread)
     case: str = ""                     # the case and the hwlib implementation whose time the target
     impl: str = ""                     # is about (``--kernel`` compares that time across launchers)
+    ref: str = ""                      # the implementation it is compared with ("torch f64"), if any
 
     @property
     def passed(self) -> bool:

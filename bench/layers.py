@@ -125,7 +125,7 @@ def report(results: dict, quick: bool = False):
             rows.append(Row(label, ref, median_of(results, ref, label, "fwd"), median_of(results, ref, label, "fwdbwd")))
             if impl == "hwlib f64" and (kind == "conv" or label.startswith("max-pool 2x2")):
                 checks.append(Check(f"{label}: hwlib/torch f64 fwd+bwd", float(med), "<=",
-                                    CONV_TARGET if kind == "conv" else POOL_TARGET, spread(r_fb), label, impl))
+                                    CONV_TARGET if kind == "conv" else POOL_TARGET, spread(r_fb), label, impl, ref))
         naive = results["naive f64"][0][label]
         hw_f, hw_fb = median_of(results, "hwlib f64", label, "fwd"), median_of(results, "hwlib f64", label, "fwdbwd")
         rows.append(Row(label, "naive f64", naive["fwd"], naive["fwdbwd"], naive["fwd"] / hw_f, naive["fwdbwd"] / hw_fb,

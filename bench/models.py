@@ -149,5 +149,5 @@ def report(results: dict, quick: bool = False):
                 rows.append(row)
             if batch == TARGET_BATCH:
                 checks.append(Check(f"{label}: hwlib/torch {tag} training iteration", float(np.median(r_s)), "<=",
-                                    target, spread(r_s), label, impl))
+                                    target, spread(r_s), label, impl, ref))
     return rows, checks

@@ -112,4 +112,5 @@ def report(results: dict, quick: bool = False):
             row.ratio_fwdbwd, row.ratio_to = float(np.median(r)), "torch f32"
             row.note += f"; {spread(r)}"
         rows.append(row)
-    return rows, [Check(f"{CASE}: hwlib/torch f32 wall time", float(np.median(r)), "<=", TARGET, spread(r), CASE, "hwlib f32")]
+    return rows, [Check(f"{CASE}: hwlib/torch f32 wall time", float(np.median(r)), "<=", TARGET, spread(r), CASE, "hwlib f32",
+                        "torch f32")]

@@ -191,3 +191,22 @@ def test_bench_pins_the_thread_counts_before_numpy_loads():
     done = subprocess.run([sys.executable, "-c", "import bench, os; print(os.environ['OPENBLAS_NUM_THREADS'])"],
                           capture_output=True, text=True, check=True, env={"BENCH_THREADS": "1", "PATH": "/usr/bin"})
     assert done.stdout.strip() == "1" and bench.THREADS >= 1
+
+
+def test_the_kernel_figures_are_judged_on_lockstep_pairs_round_by_round():
+    case = "conv"
+    times = {  # two rounds; hwlib is 5 % slower in the kernel, PyTorch 20 % slower in round 2's kernel
+        "command line": {"hwlib f64": [2.0, 4.0], "torch f64": [2.0, 2.0]},
+        "notebook kernel": {"hwlib f64": [2.1, 4.2], "torch f64": [2.0, 2.4]},
+    }
+    results = {launcher: {impl: [{case: {"fwdbwd": t}} for t in ts] for impl, ts in impls.items()}
+               for launcher, impls in times.items()}
+    target = bench.Check("conv: hwlib/torch f64 fwd+bwd", 1.0, "<=", 1.2, case=case, impl="hwlib f64", ref="torch f64")
+    checks = {(c.name, c.op): c for c in bench_main._kernel_checks(results, [target])}
+    time_ratio = checks[("conv hwlib f64: time in a notebook kernel / on the command line", "<=")]
+    assert time_ratio.value == pytest.approx(1.05) and time_ratio.passed
+    figure = checks[("conv: hwlib/torch f64 fwd+bwd: the figure in a notebook kernel / on the command line", "<=")]
+    assert figure.value == pytest.approx(np.median([1.05, 1.05 / 1.2]))      # (hk/hc) / (tk/tc) per round
+    assert figure.passed and checks[(figure.name, ">=")].passed
+    # A check without a PyTorch reference (naive/hwlib) is not compared across launchers.
+    assert bench_main._kernel_checks(results, [bench.Check("naive", 900.0, ">=", 300, case=case, impl="hwlib f64")]) == []
