@@ -17,7 +17,7 @@ How a figure is taken (the rules every suite follows):
 * ``--kernel``: each implementation also runs in a notebook kernel (a one-cell notebook executed
   headless by nbclient, as JupyterLab's kernel runs a student's code). The kernel and a command-line
   process of the same implementation run at once in lock-step (:mod:`bench.baton`: only the one
-  holding the baton computes, in slices of half a second), so that both see the same states of the
+  holding the baton computes, in slices of a quarter second), so that both see the same states of the
   machine; hwlib's time in the kernel over its time on the command line is judged per round pair.
 
 A suite is a module of this package (listed in ``bench/__main__.py``) with ``IMPLS`` (the

@@ -4,9 +4,10 @@ This machine's speed drifts by 10-20 % over tens of seconds (other tenants, freq
 taken one after the other, even back to back, differ by that much with nothing changed. To compare
 the same implementation on the command line and in a notebook kernel to within a few percent, both
 processes run *at once but never together*: the parent hands a baton to one, which computes for a
-slice of about :data:`SLICE_S` (between two timed calls, never inside one), hands it back, and the
-parent passes it to the other after a pause (:data:`SETTLE_S`, for the idle thread pools of the one
-that stopped to go to sleep). Both sample the same states of the machine, so its drift cancels out
+slice of about :data:`SLICE_S` (between two timed calls, never inside one), waits until its own
+other threads have stopped running (OpenBLAS's and OpenMP's idle workers spin for up to a tenth of a
+second before they sleep, and would slow the other process down), and hands it back; the parent
+passes it to the other. Both sample the same states of the machine, so its drift cancels out
 of their ratio. Each is still a fresh process of its own with one library in it.
 
 The worker side (:func:`attach`, :func:`checkpoint`, :func:`detach`) is a no-op unless a baton was
@@ -24,8 +25,9 @@ import threading
 import time
 from pathlib import Path
 
-SLICE_S = 0.5     # computing time per turn
-SETTLE_S = 0.1    # pause between turns: OpenBLAS's and OpenMP's idle threads stop spinning
+SLICE_S = float(os.environ.get("BENCH_SLICE_S", "0.25"))    # computing time per turn
+QUIET_S = 0.5     # at most this long, a worker waits for its idle thread pools to stop spinning before yielding
+SETTLE_S = 0.01   # and the parent pauses this long between turns
 WAIT_S = 3 * 3600  # the longest a worker may keep the baton (a full-MNIST training run holds it throughout)
 
 _READY, _GO, _YIELD, _END = b"r", b"g", b"y", b"e"
@@ -54,6 +56,7 @@ def checkpoint() -> None:
     global _since
     if _fds is None or time.perf_counter() - _since < SLICE_S:
         return
+    _wait_until_quiet()
     os.write(_fds[1], _YIELD)
     _wait_for_go()
     _since = time.perf_counter()
@@ -67,6 +70,28 @@ def detach() -> None:
         for fd in _fds:
             os.close(fd)
         _fds = None
+
+
+def _wait_until_quiet() -> None:
+    """Until no other thread of this process is running (Linux's ``/proc``; elsewhere a pause)."""
+    me, deadline = threading.get_native_id(), time.perf_counter() + QUIET_S
+    while time.perf_counter() < deadline:
+        try:
+            tasks = [int(t) for t in os.listdir("/proc/self/task")]
+        except OSError:
+            time.sleep(QUIET_S / 5)
+            return
+        if not any(_running(t) for t in tasks if t != me):
+            return
+        time.sleep(0.002)
+
+
+def _running(tid: int) -> bool:
+    try:
+        with open(f"/proc/self/task/{tid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "R"
+    except (OSError, IndexError):
+        return False
 
 
 def _wait_for_go() -> None:
