@@ -309,8 +309,7 @@ def test_notebook_runs_in_jupyterlab_and_its_explorers_render(page, lab, stem):
     errors = _errors(_save_and_read(page, root / name))
     assert not errors, f"{name}: error outputs in JupyterLab:\n" + "\n".join(errors)
     for css, shot in EXPLORERS[stem].items():
-        explorer = _panel(page).locator(f".hwlib-{css}-explorer").first
-        explorer.wait_for(timeout=120_000)   # under make test's load a widget can take a while to render
+        explorer = _wait_for_explorer(page, root / name, css)
         assert _picture_loaded(explorer), f"{name}: the {css} explorer's picture did not load"
         assert "NotImplementedError" not in explorer.inner_text(), f"{name}: the reference solution is a stub?"
         _shoot(explorer, shot)
@@ -323,6 +322,30 @@ def test_notebook_runs_in_jupyterlab_and_its_explorers_render(page, lab, stem):
         assert outputs.locator("img").count() == 1, "the live curves were not drawn"
         assert "appear after the first epoch" not in outputs.inner_text(), "the live curves stayed a placeholder"
         _shoot(outputs, "03_live_training_curves")
+
+
+def _wait_for_explorer(page, saved: Path, css: str):
+    """The notebook's first ``css`` explorer once visible; if it never shows, fail saying what the
+    page and the saved notebook hold (a widget view in the file but not on the page is a front-end
+    problem; none in the file, the kernel's), with a screenshot."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    explorer = _panel(page).locator(f".hwlib-{css}-explorer").first
+    try:
+        explorer.wait_for(state="attached", timeout=120_000)  # under make test's load a widget can take a while
+        explorer.scroll_into_view_if_needed(timeout=30_000)
+        explorer.wait_for(timeout=30_000)
+        return explorer
+    except PlaywrightTimeout:
+        shot = SHOTS / f"missing_{css}_explorer.png"
+        page.screenshot(path=str(shot), full_page=True)
+        views = [i for i, cell in enumerate(nbformat.read(saved, as_version=4).cells) if cell.cell_type == "code"
+                 for o in cell.get("outputs", []) if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+        raise AssertionError(
+            f"{saved.name}: the {css} explorer did not show: {explorer.count()} in the page's DOM; widget views in "
+            f"the saved notebook's cells {views}; widget errors on the page: "
+            f"{_panel(page).locator('.jupyter-widgets-error-widget, .jp-RenderedText[data-mime-type*=stderr]').all_inner_texts()[:3]}"
+            f" (screenshot {shot})") from None
 
 
 def _conv_slider_moves_the_window(page):
