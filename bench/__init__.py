@@ -18,7 +18,8 @@ How a figure is taken (the rules every suite follows):
   headless by nbclient, as JupyterLab's kernel runs a student's code). The kernel and a command-line
   process of the same implementation run at once in lock-step (:mod:`bench.baton`: only the one
   holding the baton computes, in slices of a quarter second), so that both see the same states of the
-  machine; hwlib's time in the kernel over its time on the command line is judged per round pair.
+  machine. Judged on the median of the pairs: hwlib's time in the kernel over its time on the
+  command line, and each target's figure (hwlib / PyTorch) in the kernel over the command line's.
 
 A suite is a module of this package (listed in ``bench/__main__.py``) with ``IMPLS`` (the
 implementations, one process each), ``measure(impl, quick) -> {case: {...}}`` (run in the worker,

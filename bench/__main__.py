@@ -137,11 +137,11 @@ def _kernel_checks(results: dict, checks: list[Check]) -> list[Check]:
             continue
         ours, theirs = _paired(results, check.impl, check.case), _paired(results, check.ref, check.case)
         figure = [a / b for a, b in zip(ours, theirs)]
-        for label, values in ((f"{check.case} {check.impl}: time in a notebook kernel / on the command line", ours),
-                              (f"{check.name}: the figure in a notebook kernel / on the command line", figure)):
-            detail = f"median of {len(values)} lock-step pairs, {spread(values)}"
-            if values is figure:
-                detail += f"; {check.ref}'s time kernel / command line {statistics.median(theirs):.2f}"
+        for label, values, extra in (
+                (f"{check.case} {check.impl}: time in a notebook kernel / on the command line", ours, ""),
+                (f"{check.name}: the figure in a notebook kernel / on the command line", figure,
+                 f"; {check.ref}'s time kernel / command line {statistics.median(theirs):.2f}")):
+            detail = f"median of {len(values)} lock-step pairs, {spread(values)}{extra}"
             value = float(statistics.median(values))
             out += [Check(label, value, "<=", 1 + KERNEL_TOLERANCE, detail),
                     Check(label, value, ">=", 1 - KERNEL_TOLERANCE, detail)]

@@ -25,7 +25,7 @@ import threading
 import time
 from pathlib import Path
 
-SLICE_S = float(os.environ.get("BENCH_SLICE_S", "0.25"))    # computing time per turn
+SLICE_S = 0.25    # computing time per turn
 QUIET_S = 0.5     # at most this long, a worker waits for its idle thread pools to stop spinning before yielding
 SETTLE_S = 0.01   # and the parent pauses this long between turns
 WAIT_S = 3 * 3600  # the longest a worker may keep the baton (a full-MNIST training run holds it throughout)
