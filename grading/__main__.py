@@ -52,8 +52,9 @@ def main(argv=None) -> int:
                          "without full isolation unless --allow-weak-isolation. --workers then counts the local "
                          "processes preparing submissions and writing feedback")
     ag.add_argument("--allow-weak-isolation", action="store_true",
-                    help="with --scheduler: let workers without full sandbox isolation grade (each student "
-                         "graded there is flagged); by default such workers are refused")
+                    help="grade where the sandbox is weaker than full isolation (no bubblewrap here, or Dask "
+                         "workers without it); each student graded so is flagged. By default such grading is "
+                         "refused: student code would run able to read the hidden checks")
     ag.add_argument("--student", action="append", default=None, metavar="ID",
                     help="grade only this student (the id as grades.csv spells it); repeat for more. The "
                          "others' results, feedback and grades stay as they are")

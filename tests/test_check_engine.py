@@ -16,6 +16,8 @@ import sys
 import numpy as np
 import pytest
 
+from grading.autograde import hidden
+
 from hwlib import check, layers
 from hwlib.check import engine, protocol
 
@@ -46,7 +48,7 @@ def test_the_table_is_assembled_from_the_family_modules():
 
 def test_importing_the_checks_imports_no_student_module_and_no_torch():
     """The sandbox imports hwlib.check before it replaces layers (oracle): nothing may bind them early."""
-    code = ("import sys, hwlib.check, hwlib.check.protocol, hwlib.check.oracle; "
+    code = ("import sys, hwlib.check, hwlib.check.protocol; "
             "bad = [m for m in ('hwlib.layers', 'hwlib.rnn_layers', 'hwlib.classifiers', 'hwlib.captioning', "
             "'hwlib.transfer') if m in sys.modules]; "
             "print(bad, 'torch' in sys.modules)")
@@ -134,68 +136,90 @@ def test_protocol_round_trip(tmp_path):
     assert sorted(outputs["c1"]) == ["grads/W", "ids", "loss", "out", "pair/0", "pair/1"]
     errors = {"c2": protocol.error_record(ValueError("boom")), "c3": {"type": "X" * 500, "message": 7}}
     protocol.write_outputs(tmp_path, "g1", outputs, errors)
-    back, errs, problem = protocol.read_outputs(tmp_path, "g1")
+    back, errs, problem = hidden.read_outputs(tmp_path, "g1")
     assert problem == "" and sorted(back["c1"]) == sorted(outputs["c1"]) and back["c1"]["loss"] == 1.5
     assert errs["c2"]["type"] == "ValueError" and errs["c2"]["message"] == "boom"
     assert len(errs["c3"]["type"]) == 200 and errs["c3"]["message"] == "7"
 
 
-def test_protocol_refuses_objects_pickles_oversize_and_garbage(tmp_path, monkeypatch):
+def test_outputs_are_read_as_hostile_data(tmp_path, monkeypatch):
+    """Objects (pickles), oversize payloads, decompression bombs, links, named pipes and garbage each
+    become a problem naming what the sandbox did, never a crash, a hang or a read through a link."""
     with pytest.raises(TypeError, match="not an array of numbers"):
         protocol.flatten({"out": [object(), object()]})
     (tmp_path / "g.errors.json").write_text("{}")
     np.savez(tmp_path / "g.npz", **{"c/out": np.array([{"a": 1}], dtype=object)})   # needs a pickle to read
-    assert protocol.read_outputs(tmp_path, "g")[2].startswith("could not read the outputs")
+    assert "object array" in hidden.read_outputs(tmp_path, "g")[2]
     np.savez(tmp_path / "g.npz", **{"c/out": np.ones(10)})
     monkeypatch.setattr(protocol, "MAX_OUTPUT_BYTES", 100)
-    assert protocol.read_outputs(tmp_path, "g") == ({}, {}, "outputs too large")
+    assert hidden.read_outputs(tmp_path, "g")[:2] == ({}, {})
+    assert "over the limit of" in hidden.read_outputs(tmp_path, "g")[2]
+    monkeypatch.undo()
+    # 64 MiB of zeros in a 65 kB file: refused from the member's declared size, before decompressing.
+    np.savez_compressed(tmp_path / "g.npz", **{"c/out": np.zeros(64 << 20, dtype=np.uint8)})
+    monkeypatch.setattr(protocol, "MAX_OUTPUT_BYTES", 1 << 20)
+    assert (tmp_path / "g.npz").stat().st_size < 1 << 20
+    assert "decompression bomb" in hidden.read_outputs(tmp_path, "g")[2]
     monkeypatch.undo()
     (tmp_path / "g.npz").write_bytes(b"PK\x03\x04 not a zip")
-    assert protocol.read_outputs(tmp_path, "g")[2].startswith("could not read the outputs")
+    assert "not an .npz archive" in hidden.read_outputs(tmp_path, "g")[2]
     (tmp_path / "g.npz").unlink()
-    assert protocol.read_outputs(tmp_path, "g")[2].startswith("could not read the outputs")
-
-
-def test_protocol_markers(tmp_path):
-    assert not protocol.marked(tmp_path, "g", "start")
-    protocol.mark(tmp_path, "g", "start")
-    protocol.mark(tmp_path, "g", "done")
-    assert protocol.marked(tmp_path, "g", "done") and protocol.marker_span(tmp_path, "g") >= 0
-    protocol.clear_marks(tmp_path, "g")
-    assert not protocol.marked(tmp_path, "g", "start") and protocol.marker_span(tmp_path, "g") == 0.0
+    (tmp_path / "g.npz").symlink_to(os.path.join(REPO, "README.md"))
+    assert hidden.read_outputs(tmp_path, "g")[2] == "the result file was replaced by a symbolic link"
+    (tmp_path / "g.npz").unlink()
+    os.mkfifo(tmp_path / "g.npz")             # an open() of it would never return
+    assert hidden.read_outputs(tmp_path, "g")[2] == "the result file was replaced by a named pipe"
+    (tmp_path / "g.npz").unlink()
+    assert hidden.read_outputs(tmp_path, "g")[2] == "the result file is missing"
 
 
 # --- the oracle and the sandbox runner -----------------------------------------------------------
 
-def test_oracle_layers_are_the_references(rng):
-    from hwlib.check import oracle
-    inputs = check.draw("conv", 4, "float64")
-    out, cache = oracle.conv_forward(inputs["x"], inputs["w"])
-    dx, dw = oracle.conv_backward(inputs["dout"], cache)
-    engine.compare("conv", {"out": out, "dx": dx, "dw": dw}, check.reference("conv", inputs))
-    loss, dx = oracle.softmax_loss(*(check.draw("softmax", 2, "float64")[k] for k in ("x", "y")))
-    assert isinstance(loss, float) and dx.shape == (6, 5)
+def test_oracle_layers_are_the_reference_and_nothing_else(tmp_path):
+    """The oracle module of a model check holds the reference layers of its families and no other task."""
+    from grading.autograde import oracle
+    folder = oracle.build(tmp_path, ["fc", "relu"])
+    code = ("import sys, json; sys.path.insert(0, sys.argv[1]); import hw4_oracle as o; "
+            "print(json.dumps(sorted(n for n in dir(o) if n.endswith(('_forward', '_backward', '_loss')))))")
+    names = json.loads(subprocess.run([sys.executable, "-I", "-c", code, str(folder)], capture_output=True, text=True,
+                                      check=True).stdout)
+    assert names == ["fc_backward", "fc_forward", "relu_backward", "relu_forward"]
+    sys.path.insert(0, str(folder))
+    try:
+        import hw4_oracle
+        inputs = check.draw("fc", 4, "float64")
+        out, cache = hw4_oracle.fc_forward(inputs["x"], inputs["w"], inputs["b"])
+        dx, dw, db = hw4_oracle.fc_backward(inputs["dout"], cache)
+        engine.compare("fc", {"out": out, "dx": dx, "dw": dw, "db": db}, check.reference("fc", inputs))
+    finally:
+        sys.path.remove(str(folder))
+        sys.modules.pop("hw4_oracle", None)
+    with pytest.raises(ValueError, match="unknown oracle families"):
+        oracle.source(["attention"])
 
 
 def test_the_sandbox_runner_earns_the_reference_every_point(tmp_path):
     """sandbox_runner.py as the grader starts it (isolated Python, the submission first on the path),
     minus the sandbox: a layer group, and a model group whose oracle replaces fc and ReLU."""
-    from grading.autograde import hidden
+    from grading.autograde import oracle
     from grading.autograde.sandbox import site_packages
+    job_dir, out_dir = tmp_path / "job", tmp_path / "out"
+    job_dir.mkdir(), out_dir.mkdir()
     groups = [g for gid, g in hidden.load().items() if gid in ("q1-relu-test", "q2-model")]
     inputs_of = hidden.draw_inputs(groups)
-    protocol.write_job(tmp_path, hidden.job(groups, inputs_of))
+    protocol.write_job(job_dir, hidden.job(groups, inputs_of))
     env = {"PATH": os.environ.get("PATH", ""), "HW4_SITE_PACKAGES": os.pathsep.join(site_packages()),
-           "OMP_NUM_THREADS": "1", "HWLIB_QUIET": "1"}
-    subprocess.run([sys.executable, "-I", "-S", f"{REPO}/grading/autograde/sandbox_runner.py", str(tmp_path), REPO,
-                    *(g.grade_id for g in groups)], env=env, check=True, timeout=300)
+           "OMP_NUM_THREADS": "1", "HWLIB_QUIET": "1",
+           "HW4_ORACLE": str(oracle.build(tmp_path / "oracle", ["fc", "relu"]))}
+    subprocess.run([sys.executable, "-I", "-S", f"{REPO}/grading/autograde/sandbox_runner.py", str(job_dir),
+                    str(out_dir), REPO, *(g.grade_id for g in groups)], env=env, check=True, timeout=300)
     for group in groups:
-        assert protocol.marked(tmp_path, group.grade_id, "done")
-        outputs, errors, problem = protocol.read_outputs(tmp_path, group.grade_id)
+        assert (out_dir / f"{group.grade_id}.done").is_file()
+        outputs, errors, problem = hidden.read_outputs(out_dir, group.grade_id)
         assert not problem and not errors, (problem, errors)
         res = hidden.evaluate(group, inputs_of, outputs, errors)
         assert res.points == group.points, [(c.id, c.message) for c in res.cases if not c.passed]
-    assert json.loads((tmp_path / "job.json").read_text())["q2-model"]["oracle"] == ["fc", "relu"]
+    assert json.loads((job_dir / "job.json").read_text())["q2-model"]["oracle"] == ["fc", "relu"]
 
 
 # --- beyond the returned values: inputs unchanged, any memory layout, dtypes kept (hwlib.check.watch) ---

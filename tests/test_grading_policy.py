@@ -164,22 +164,21 @@ def graded(tmp_path, changes, gids, extra=""):
 
 
 def test_an_import_the_source_hides_is_seen_while_the_checks_run(tmp_path):
-    """importlib with a computed name: the source only says "review"; the sandbox saw PyTorch loaded by
-    conv_forward, so the conv task gets no points. The model check, where the grader's PyTorch oracle
-    runs (and the student's conv loads PyTorch again), costs the model nothing; fc keeps its points."""
+    """importlib with a computed name: the source only says "review", but a NumPy-only group runs where
+    PyTorch is not installed at all, so the import fails whatever its spelling: conv scores 0 with the
+    reason in every case, and the sandbox's record turns the review into the rule's consequence. The
+    model check runs the student's conv, so it loses its loss cases too; fc keeps its points."""
     results = graded(tmp_path, OBFUSCATED, ("q1-fc-test", "q3-conv", "q3-model"))
     conv, model, fc = results["q3-conv"], results["q3-model"], results["q1-fc-test"]
     assert conv.points == 0 and conv.max_points > 0 and [p["consequence"] for p in conv.policy] == ["zero"]
-    assert "torch" in conv.policy[0]["message"] and "while the hidden checks ran" in conv.policy[0]["message"]
-    assert all(c.message.startswith("policy: conv (Q3, NumPy only) uses torch") for c in conv.cases)
-    assert model.points == model.max_points and model.policy == [] and model.status == "ok"
+    assert all("torch cannot be imported here: this question is graded NumPy only" in c.message for c in conv.cases)
+    assert all(c.passed == c.id.startswith("init") for c in model.cases), [(c.id, c.message) for c in model.cases]
     assert fc.points == fc.max_points and fc.policy == []
 
 
-def test_a_torch_wrapper_passes_every_case_and_gets_no_points(tmp_path):
+def test_a_torch_wrapper_gets_no_points_and_the_policy_says_why(tmp_path):
     results = graded(tmp_path, TORCH_CONV, ("q3-conv",))
     conv = results["q3-conv"]
-    # Every case passed the judge (a failed case keeps its own message) before the policy took its points.
-    assert all(c.message.startswith("policy:") for c in conv.cases) and conv.points == 0
+    assert conv.points == 0 and all("graded NumPy only" in c.message for c in conv.cases)
     saved = {"groups": {"q3-conv": {"policy": conv.policy}}}
     assert policy.flags(saved) == ["policy: Q3 conv breaks NumPy only (no points for this task)"]

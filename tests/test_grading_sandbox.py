@@ -20,6 +20,8 @@ import pytest
 
 from course.paths import REPO
 from grading.autograde import isolation as isolation_module
+from grading.autograde.compose import BLOCKED_PACKAGE
+from grading.autograde.isolation import BLOCKER
 from grading.autograde.sandbox import Limits, Sandbox, isolation
 from grading.autograde.seccomp_filter import DENIED, bindings
 
@@ -106,6 +108,7 @@ def box(tmp_path):
     (run / "other" / "secret.txt").write_text("another student's file")
     tools = run / "tools"
     tools.mkdir()
+    (tools / BLOCKER).write_text(BLOCKED_PACKAGE)
     sandbox = Sandbox(work, slot=900 + os.getpid() % 50, tools=tools, limits=Limits(memory_bytes=2 << 30))
     yield sandbox
     sandbox.close()
@@ -146,7 +149,8 @@ for addr in [("1.1.1.1", 53), ("127.0.0.1", 22)]:
         socket.create_connection(addr, timeout=2); print("CONNECTED", addr)
     except OSError:
         pass
-for p in [{str(marker)!r}, {str(REPO / 'PWNED')!r}, "/etc/pwned", "/pwned", "/sandbox/submission/ok.txt", "/tmp/ok.txt"]:
+for p in [{str(marker)!r}, {str(REPO / 'PWNED')!r}, "/etc/pwned", "/pwned", "/job/pwned", "/grader/pwned",
+          "/sandbox/submission/ok.txt", "/out/ok.txt", "/tmp/ok.txt"]:
     try:
         open(p, "w").write("x"); print("WROTE", p)
     except OSError:
@@ -155,9 +159,49 @@ for p in [{str(marker)!r}, {str(REPO / 'PWNED')!r}, "/etc/pwned", "/pwned", "/sa
     res = run_py(box, code)
     assert res.returncode == 0, res.stderr
     assert "CONNECTED" not in res.stdout
-    assert res.stdout.strip().splitlines() == ["['lo']", "WROTE /sandbox/submission/ok.txt", "WROTE /tmp/ok.txt"]
-    assert not marker.exists() and not (REPO / "PWNED").exists()
-    assert (box.workdir / "submission" / "ok.txt").read_text() == "x"
+    assert res.stdout.strip().splitlines() == ["['lo']", "WROTE /sandbox/submission/ok.txt", "WROTE /out/ok.txt",
+                                               "WROTE /tmp/ok.txt"]
+    assert not marker.exists() and not (REPO / "PWNED").exists() and not (box.jobdir / "pwned").exists()
+    # It wrote into a copy of the folder: the trusted side's own copy never changes.
+    assert (box.rundir / "submission" / "ok.txt").read_text() == "x"
+    assert not (box.workdir / "submission" / "ok.txt").exists()
+    assert (box.outdir / "ok.txt").read_text() == "x"
+
+
+@contained
+def test_every_run_starts_from_a_fresh_copy_and_what_it_plants_stays_there(box):
+    """A link or pipe one run plants is gone in the next, and never in a folder the trusted side writes."""
+    plant = ("import os\n"
+             "os.symlink('/etc/passwd', '/sandbox/submission/mine.txt.link'); os.mkfifo('/out/result.npz')\n"
+             "print(sorted(os.listdir('/sandbox/submission')), sorted(os.listdir('/out')))")
+    first = run_py(box, plant)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.strip() == "['mine.txt', 'mine.txt.link'] ['result.npz']"
+    second = run_py(box, "import os; print(sorted(os.listdir('/sandbox/submission')), os.listdir('/out'))")
+    assert second.stdout.strip() == "['mine.txt'] []", second.stderr
+    assert sorted(p.name for p in (box.workdir / "submission").iterdir()) == ["mine.txt"]
+
+
+@contained
+def test_a_blocked_package_cannot_be_imported_or_loaded(box):
+    """What a NumPy-only question's runs get: no torch by any import, nor its shared libraries."""
+    code = ("import sys, glob, importlib.util\nsys.path[:] = [p for p in sys.path if p] + SITE\n"
+            "print(sorted(glob.glob(SITE[0] + '/torch/**', recursive=True))[:3])\n"
+            "print(open(importlib.util.find_spec('torch').origin).read(17))\n"
+            "try:\n    import torch\n    print('IMPORTED')\n"
+            "except ImportError as exc:\n    print('REFUSED', exc)\n"
+            "import numpy; print('numpy', numpy.__version__)\n").replace("SITE", repr(isolation_module.site_packages()))
+    res = box.run([sys.executable, "-I", "-S", "-c", code], timeout=120, blocked=("torch",))
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.strip().splitlines()
+    site = isolation_module.site_packages()[0]
+    assert lines[0] == repr([f"{site}/torch/", f"{site}/torch/__init__.py"]), lines
+    assert lines[1] == "raise ImportError", lines
+    assert lines[2].startswith("REFUSED torch cannot be imported here: this question is graded NumPy only"), lines
+    assert lines[3].startswith("numpy "), lines
+    free = box.run([sys.executable, "-I", "-S", "-c", code.split("try:")[0]], timeout=120)
+    assert free.returncode == 0 and len(eval(free.stdout.splitlines()[0])) == 3, free.stdout + free.stderr
+    assert free.stdout.splitlines()[1] != "raise ImportError"
 
 
 @contained
@@ -261,9 +305,12 @@ def test_seccomp_denies_what_grading_never_needs(box):
 
 @contained
 def test_the_folder_is_private(box):
-    assert (box.workdir.stat().st_mode & 0o777) == 0o700
-    assert box.workdir.stat().st_uid == box.uid
-    shutil.rmtree(box.workdir / "submission")
+    res = run_py(box, "print('ran')")
+    assert res.stdout.strip() == "ran", res.stderr
+    for folder in (box.rundir, box.outdir):
+        assert (folder.stat().st_mode & 0o777) == 0o700
+        assert folder.stat().st_uid == box.uid
+    assert box.jobdir.stat().st_uid == os.getuid() and (box.jobdir.stat().st_mode & 0o777) == 0o755
 
 
 # --- without root: bubblewrap in an unprivileged user namespace ------------------------------------

@@ -15,12 +15,17 @@ from pathlib import Path
 
 from ..nbgrader.course_root import ASSIGNMENT, load_config, run_converter, student_modules
 from .notebooks import keep_saved_outputs
+from .isolation import BLOCKER
 from .sandbox import copy_regular_files
 
 __all__ = ["SANDBOX_SCRIPTS", "sanitize", "compose", "tools_dir"]
 
 SANDBOX_SCRIPTS = ("sandbox_runner.py", "sandbox_exec.py")
 HERE = Path(__file__).resolve().parent
+# The __init__.py of a package hidden from a sandbox (isolation.py mounts it in the package's place).
+BLOCKED_PACKAGE = (
+    'raise ImportError(f"{__name__} cannot be imported here: this question is graded NumPy only (the course\'s '
+    'policy), so its code runs where PyTorch and the other frameworks are not installed")\n')
 
 
 def sanitize(course: Path, student: str) -> list[str]:
@@ -69,6 +74,7 @@ def tools_dir(run_dir: Path) -> Path:
         tools.mkdir()
         for name in SANDBOX_SCRIPTS:
             shutil.copyfile(HERE / name, tools / name)
+        (tools / BLOCKER).write_text(BLOCKED_PACKAGE)
         for p in [tools, *tools.iterdir()]:
             os.chmod(p, 0o755 if p.is_dir() else 0o644)
     return tools

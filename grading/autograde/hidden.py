@@ -30,11 +30,15 @@ from course.registry import load as load_registry
 from hwlib import check
 from hwlib.check import protocol, watch
 
-from . import policy
+from pathlib import Path
+
+from . import oracle, policy, untrusted
 from .sandbox import Sandbox, site_packages
 
 __all__ = ["Case", "Group", "CaseResult", "GroupResult", "load", "draw_inputs", "job",
-           "evaluate", "run_checks"]
+           "evaluate", "batches", "read_outputs", "run_checks", "Clock"]
+
+ORACLE_DIR = "/oracle"     # where a batch's oracle layers are mounted in its sandbox (oracle.py)
 
 STARTUP_S = 60.0          # time the runner may take to start (Python, NumPy) before its first group
 
@@ -177,27 +181,132 @@ def evaluate(group: Group, inputs_of: dict, outputs: dict, errors: dict, status:
 
 # --- the watchdog ----------------------------------------------------------------------------------
 
+MAX_ERRORS_BYTES = 4 << 20     # a group's errors record (messages are cut to 2,000 characters anyway)
+WALL_FACTOR = 4.0              # a group may take this many times its budget in wall-clock time (see Clock)
+
+
+def _blocked(rules) -> dict[str, tuple]:
+    """The packages each autograded cell's run cannot import: the top-level forbidden packages of
+    the rules with consequence ``zero`` (a ``flag`` rule allows and reviews)."""
+    out: dict[str, set] = {}
+    for rule in rules:
+        if rule.consequence == "zero":
+            out.setdefault(rule.cell, set()).update(m for m in rule.forbidden if "." not in m)
+    return {cell: tuple(sorted(names)) for cell, names in out.items()}
+
+
+def batches(groups: list[Group], rules) -> list[tuple[tuple, tuple, list[Group]]]:
+    """``(oracle families, blocked packages, groups)``: groups that can share one sandboxed process.
+
+    Each batch runs in a sandbox of its own, on a fresh copy of the submission: the oracle layers of
+    one batch (mounted for it alone) and whatever its code left behind never reach another one.
+    """
+    blocked = _blocked(rules)
+    out: dict[tuple, list[Group]] = {}
+    for g in groups:
+        out.setdefault((tuple(sorted(g.oracle)), blocked.get(g.grade_id, ())), []).append(g)
+    return [(oracle, block, members) for (oracle, block), members in out.items()]
+
+
+class Clock:
+    """The time a sandboxed run is charged: wall-clock time less the time its main thread waited for
+    a CPU while it could run (``/proc/<pid>/schedstat``). Another submission's CPU hog on the same
+    machine makes the runner wait, never costs it budget; a runner that loops, sleeps or hangs is
+    charged in full. Where schedstat cannot be read it is wall-clock time."""
+
+    def __init__(self, running):
+        self.running, self.pid, self.t0, self.wait0 = running, None, time.monotonic(), 0.0
+
+    def _wait(self) -> float | None:
+        if self.pid is None:
+            self.pid = self.running.runner_pid()
+            if self.pid is None:
+                return None
+            self.wait0 = self._read() or 0.0
+        return self._read()
+
+    def _read(self) -> float | None:
+        try:
+            with open(f"/proc/{self.pid}/schedstat") as fh:
+                return int(fh.read().split()[1]) / 1e9
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def restart(self) -> None:
+        """Charge from now on (a new group started)."""
+        self.t0 = time.monotonic()
+        wait = self._wait()
+        self.wait0 = wait if wait is not None else self.wait0
+
+    def wall(self) -> float:
+        return time.monotonic() - self.t0
+
+    def charged(self) -> float:
+        wait = self._wait()
+        return self.wall() - (max(0.0, wait - self.wait0) if wait is not None else 0.0)
+
+
+def read_outputs(out_dir, gid: str) -> tuple[dict, dict, str]:
+    """``({case id: {output: array}}, errors, problem)`` as the sandbox left them, read as hostile data
+    (:mod:`.untrusted`); ``problem`` is "" unless a file is missing, too large, not a regular file or
+    unreadable (then the outputs and errors are empty)."""
+    try:
+        arrays = untrusted.load_npz(Path(out_dir) / f"{gid}.npz", protocol.MAX_OUTPUT_BYTES, "the result file")
+        errors = untrusted.read_json(Path(out_dir) / f"{gid}.errors.json", MAX_ERRORS_BYTES, "the errors file")
+    except untrusted.Untrusted as exc:
+        return {}, {}, str(exc)
+    outputs: dict = {}
+    for key, value in arrays.items():
+        cid, sep, name = key.partition("/")
+        if sep:
+            outputs.setdefault(cid, {})[name] = value
+    if not isinstance(errors, dict):
+        return {}, {}, "the errors file is not a mapping"
+    errors = {str(k)[:200]: {"type": str(v.get("type", "Error"))[:200], "message": str(v.get("message", ""))[:2000],
+                             "where": str(v.get("where", ""))[:300]} for k, v in list(errors.items())[:10_000]
+              if isinstance(v, dict)}
+    return outputs, errors, ""
+
+
+def _marker_span(out_dir, gid: str) -> float:
+    start, done = (untrusted.mtime(Path(out_dir) / f"{gid}.{stage}") for stage in ("start", "done"))
+    return max(0.0, done - start) if start is not None and done is not None else 0.0
+
+
 def run_checks(box: Sandbox, groups: list[Group], budget_scale: float = 1.0, registry=None) -> dict[str, GroupResult]:
     """Run ``groups`` on the submission in ``box.workdir / "submission"``; return results by grade_id,
     with the tasks' code policy applied (``registry``: the course's, None for the default profile).
 
     ``budget_scale`` multiplies every group's time budget (a slower machine, or quicker tests).
     """
-    io_dir = box.workdir / "io"
-    io_dir.mkdir(exist_ok=True)
     registry = registry or load_registry()
     rules = policy.load(registry)
-    # The source as handed in, read before any of it runs (the sandbox may rewrite its own folder).
-    scans = policy.read_modules(box.workdir / "submission", {t.module for t in registry.tasks})
-    policy.write_watch(io_dir, rules, registry)
+    # The source as handed in, read before any of it runs (every module of the submission).
+    scans = policy.read_modules(box.workdir / "submission", policy.submission_modules(box.workdir / "submission"))
+    policy.write_watch(box.jobdir, rules, registry)
     inputs_of = draw_inputs(groups)
-    protocol.write_job(io_dir, job(groups, inputs_of))
-    box.refresh()
+    protocol.write_job(box.jobdir, job(groups, inputs_of))
+    results: dict[str, GroupResult] = {}
+    records: dict = {"imports": [], "globals": {}}
+    for families, blocked, members in batches(groups, rules):
+        binds = ()
+        if families:
+            folder = oracle.build(box.side_dir(f"oracle-{'-'.join(families)}"), families)
+            binds = ((folder, ORACLE_DIR),)
+        _run_batch(box, members, inputs_of, budget_scale, results, records, blocked, binds)
+    policy.apply(results, policy.check(box.workdir / "submission", rules, records, registry, scans))
+    return {g.grade_id: results[g.grade_id] for g in groups}
+
+
+def _run_batch(box: Sandbox, groups: list[Group], inputs_of: dict, budget_scale: float, results: dict,
+               records: dict, blocked: tuple, binds: tuple) -> None:
+    """Run one batch's groups, restarting the runner (on a fresh copy) after a crash or a timeout."""
     by_id = {g.grade_id: g for g in groups}
     budget_of = {g.grade_id: g.budget_s * budget_scale for g in groups}
-    results: dict[str, GroupResult] = {}
     pending = [g.grade_id for g in groups]
     env = {"HW4_SITE_PACKAGES": os.pathsep.join(site_packages())}
+    if binds:
+        env["HW4_ORACLE"] = binds[0][1] if box.contained else str(binds[0][0])
 
     def fail(gids, status, why):
         for gid in gids:
@@ -205,29 +314,37 @@ def run_checks(box: Sandbox, groups: list[Group], budget_scale: float = 1.0, reg
             pending.remove(gid)
 
     while pending:
-        for gid in pending:
-            protocol.clear_marks(io_dir, gid)
         budget = STARTUP_S + sum(budget_of[g] for g in pending)
-        argv = box.python("sandbox_runner.py", f"{box.root}/io", f"{box.root}/submission", *pending)
-        running = box.start(argv, timeout=budget, env=env, log_dir=box.workdir.parent / f"{box.workdir.name}.log")
-        current, current_since = None, None
+        argv = box.python("sandbox_runner.py", box.job_path, box.out_path, f"{box.root}/submission", *pending)
+        running = box.start(argv, timeout=WALL_FACTOR * budget, env=env, blocked=blocked, binds=binds,
+                            log_dir=box.workdir.parent / f"{box.workdir.name}.log")
+        out_dir = box.outdir
+        clock, current = Clock(running), None
         while True:
             for gid in list(pending):
-                if protocol.marked(io_dir, gid, "done"):
-                    outputs, errors, problem = protocol.read_outputs(io_dir, gid)
-                    res = evaluate(by_id[gid], inputs_of, outputs, errors, "error" if problem else "ok", problem)
-                    res.wall_s = protocol.marker_span(io_dir, gid)
+                if untrusted.present(out_dir / f"{gid}.done"):
+                    outputs, errors, problem = read_outputs(out_dir, gid)
+                    why = f"{problem}: 0 points for this group" if problem else ""
+                    res = evaluate(by_id[gid], inputs_of, outputs, errors, "error" if problem else "ok", why)
+                    res.wall_s = _marker_span(out_dir, gid)
                     results[gid] = res
+                    seen = policy.read_records(out_dir, [gid])
+                    records["imports"] += seen["imports"]
+                    records["globals"].update(seen["globals"])
                     pending.remove(gid)
-                    current, current_since = None, None
-            started = next((g for g in pending if protocol.marked(io_dir, g, "start")), None)
+                    current = None
+            started = next((g for g in pending if untrusted.present(out_dir / f"{g}.start")), None)
             if started and started != current:
-                current, current_since = started, time.monotonic()
+                current = started
+                clock.restart()
             exited = running.poll() is not None
-            if current and time.monotonic() - current_since > budget_of[current]:
+            if current and (clock.charged() > budget_of[current] or clock.wall() > WALL_FACTOR * budget_of[current]):
                 running.kill()
+                over = clock.charged() > budget_of[current]
                 fail([current], "timeout", f"timed out: still running after {budget_of[current]:.0f} s "
-                                           "(an infinite loop, or far too slow)")
+                     "(an infinite loop, or far too slow)" if over else
+                     f"timed out: still running after {clock.wall():.0f} s of wall-clock time, "
+                     f"{WALL_FACTOR:g} times its budget of {budget_of[current]:.0f} s (waiting, or sleeping)")
                 break
             if not pending:
                 running.kill()
@@ -239,15 +356,11 @@ def run_checks(box: Sandbox, groups: list[Group], budget_scale: float = 1.0, reg
                 else:  # died before its first group: nothing can run
                     fail(list(pending), "crash", "the checks could not start: " + _crash_message(res.returncode, res.stderr))
                 break
-            if current is None and running.elapsed() > STARTUP_S + 5 and not any(
-                    protocol.marked(io_dir, g, "start") for g in pending):
+            if current is None and (clock.charged() > STARTUP_S + 5 or clock.wall() > WALL_FACTOR * STARTUP_S):
                 running.kill()
                 fail(list(pending), "timeout", "the checks did not start in time")
                 break
             time.sleep(0.05)
-    records = policy.read_records(io_dir, [g.grade_id for g in groups])
-    policy.apply(results, policy.check(box.workdir / "submission", rules, records, registry, scans))
-    return {g.grade_id: results[g.grade_id] for g in groups}
 
 
 def _crash_message(returncode, stderr: str) -> str:

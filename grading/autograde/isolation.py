@@ -44,8 +44,11 @@ from .seccomp_filter import SeccompUnavailable, compile_filter
 SANDBOX_DIR = "/sandbox"       # where the submission's folder appears inside the sandbox
 TOOLS_DIR = "/grader"          # read-only: the sandbox-side scripts (never the hidden checks)
 DATA_DIR = "/data"             # read-only: an optional data root
+JOB_DIR = "/job"               # read-only: what the trusted side asks of this run
+OUT_DIR = "/out"               # read-write: what the run gives back (read with untrusted.py)
+BLOCKER = "blocked_package.py"  # in the tools folder: the __init__ of a package that cannot be imported
 
-__all__ = ["CONTAINED", "SANDBOX_DIR", "TOOLS_DIR", "DATA_DIR", "probe", "bwrap_argv", "end_sandbox", "seccomp_program", "site_packages", "system_paths"]
+__all__ = ["CONTAINED", "SANDBOX_DIR", "TOOLS_DIR", "DATA_DIR", "JOB_DIR", "OUT_DIR", "BLOCKER", "probe", "bwrap_argv", "end_sandbox", "seccomp_program", "site_packages", "system_paths"]
 
 CONTAINED = ("full", "namespaces")      # levels at which the code runs in a bubblewrap sandbox
 HERE = Path(__file__).resolve().parent
@@ -90,6 +93,34 @@ def _parents(paths) -> list[str]:
     return sorted(d for d in dirs if d not in paths)
 
 
+def _bind_args(src: str, dest: str, writable: bool, bound: list[str]) -> list[str]:
+    """bubblewrap's arguments mounting ``src`` at ``dest``. A link among the system paths whose target
+    is bound too (``/lib -> usr/lib``) stays a link; any other link is mounted as what it points to,
+    so an environment reached through a link (a symlinked ``.venv``) is there as itself."""
+    if os.path.islink(src) and dest == src:
+        target = os.path.realpath(src)
+        if any(target == b or target.startswith(b.rstrip("/") + "/") for b in bound if b != src):
+            return ["--symlink", os.readlink(src), dest]
+        src = target
+    return ["--bind" if writable else "--ro-bind", src, dest]
+
+
+def _masks(box) -> list[str]:
+    """Hide the packages ``box.blocked`` names from the sandbox: each one's folder in site-packages
+    becomes an empty read-only folder whose ``__init__.py`` raises ImportError (the tools folder's
+    :data:`BLOCKER`), so no import, ``importlib`` trick or ``ctypes`` load of its libraries can reach it."""
+    args = []
+    blocker = str(box.tools / BLOCKER)
+    for site in site_packages():
+        for name in box.blocked:
+            path = os.path.join(site, name)
+            if os.path.isdir(path) and not os.path.islink(path):
+                args += ["--perms", "0555", "--tmpfs", path, "--ro-bind", blocker, os.path.join(path, "__init__.py")]
+            elif os.path.isfile(path + ".py"):
+                args += ["--ro-bind", blocker, path + ".py"]
+    return args
+
+
 def bwrap_argv(box, argv: list[str], *, info_fd: int, seccomp_fd: int | None) -> list[str]:
     """The bubblewrap command line running ``argv`` in ``box`` (a :class:`.sandbox.Sandbox`)."""
     cmd = [shutil.which("bwrap") or "bwrap"]
@@ -97,19 +128,25 @@ def bwrap_argv(box, argv: list[str], *, info_fd: int, seccomp_fd: int | None) ->
         cmd += ["--unshare-user", "--disable-userns"]
     cmd += ["--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
             "--die-with-parent", "--new-session", "--hostname", "sandbox", "--info-fd", str(info_fd)]
-    binds = [(p, p) for p in system_paths()] + [(str(box.workdir), SANDBOX_DIR), (str(box.tools), TOOLS_DIR)]
-    if box.data_root:
-        binds.append((str(box.data_root), DATA_DIR))
-    for folder in _parents([dest for _, dest in binds]):
-        cmd += ["--perms", "0755", "--dir", folder]
-    for src, dest in binds:
-        if os.path.islink(src) and dest == src:          # /lib -> usr/lib on merged-/usr systems
-            cmd += ["--symlink", os.readlink(src), dest]
-        else:
-            cmd += ["--bind" if dest == SANDBOX_DIR else "--ro-bind", src, dest]
+    # The private /tmp first: the binds below go on top of it, so an environment or a kit under /tmp
+    # stays visible (a tmpfs mounted after them would hide it).
     size = str(box.limits.tmp_bytes)
     cmd += ["--dev", "/dev", "--proc", "/proc", "--perms", "1777", "--size", size, "--tmpfs", "/tmp",
-            "--perms", "1777", "--size", size, "--tmpfs", "/dev/shm", "--remount-ro", "/", "--chdir", SANDBOX_DIR]
+            "--perms", "1777", "--size", size, "--tmpfs", "/dev/shm"]
+    binds = [(p, p, False) for p in system_paths()] + [
+        (str(box.rundir), SANDBOX_DIR, True), (str(box.outdir), OUT_DIR, True),
+        (str(box.jobdir), JOB_DIR, False), (str(box.tools), TOOLS_DIR, False)]
+    if box.data_root:
+        binds.append((str(box.data_root), DATA_DIR, False))
+    binds += [(str(src), dest, False) for src, dest in box.binds]
+    for folder in _parents([dest for _, dest, _ in binds]):
+        if not (folder == "/tmp" or folder.startswith(("/dev/", "/proc/"))):
+            cmd += ["--perms", "0755", "--dir", folder]
+    bound = [dest for _, dest, _ in binds]
+    for src, dest, writable in binds:
+        cmd += _bind_args(src, dest, writable, bound)
+    cmd += _masks(box)
+    cmd += ["--remount-ro", "/", "--chdir", SANDBOX_DIR]
     if seccomp_fd is not None:
         cmd += ["--seccomp", str(seccomp_fd)]
     inner = [shutil.which("prlimit") or "prlimit", f"--nproc={box.limits.processes}", "--"]

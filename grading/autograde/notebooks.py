@@ -25,6 +25,7 @@ import nbformat
 from ..nbgrader.course_root import ASSIGNMENT
 from . import rerun
 from .gradebook import NotebookRun
+from . import untrusted
 from .sandbox import Sandbox, site_packages
 
 __all__ = ["parameterize", "clean_output", "merge_outputs", "keep_saved_outputs", "rerun_dir", "run_notebook"]
@@ -33,6 +34,7 @@ IMAGES = ("image/png", "image/jpeg")
 TEXTS = ("text/plain",)
 AS_PLAIN_TEXT = ("text/markdown", "text/latex")   # shown as their source text, never rendered
 MAX_TEXT = 100_000
+MAX_NOTEBOOK = 100 << 20                          # an executed notebook larger than this is refused
 MAX_IMAGE = 4 * MAX_TEXT                          # base64 characters; a larger image is left out, not cut
 BASE64 = re.compile(r"[A-Za-z0-9+/=\s]*")
 
@@ -168,13 +170,10 @@ def run_notebook(box: Sandbox, nb_path: Path, parameters: dict, cell_timeout: fl
     for cell in params.cells:  # the sandbox starts from a blank notebook: no saved output can come back
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
-    io_dir = box.workdir / "io"
-    io_dir.mkdir(exist_ok=True)
-    src, out = io_dir / f"{name}.in.ipynb", io_dir / f"{name}.out.ipynb"
-    out.unlink(missing_ok=True)
-    nbformat.write(params, src)
-    box.refresh()
-    argv = box.python("sandbox_exec.py", f"{box.root}/io/{src.name}", f"{box.root}/io/{out.name}",
+    # The notebook goes in through the job's folder (read-only in the sandbox); the executed copy
+    # comes back through the output folder, read as hostile data (untrusted.py).
+    src = box.write_job(f"{name}.in.ipynb", nbformat.writes(params).encode("utf-8"))
+    argv = box.python("sandbox_exec.py", f"{box.job_path}/{src.name}", f"{box.out_path}/{name}.out.ipynb",
                       str(cell_timeout), f"{box.root}/submission")
     res = box.run(argv, timeout=budget, env={"HW4_SITE_PACKAGES": os.pathsep.join(site_packages())},
                   log_dir=box.workdir.parent / f"{box.workdir.name}.{name}.log")
@@ -185,10 +184,10 @@ def run_notebook(box: Sandbox, nb_path: Path, parameters: dict, cell_timeout: fl
         status, message = "error", f"the notebook runner exited with code {res.returncode}"
     executed = None
     try:
-        if out.exists() and out.stat().st_size < 100 << 20:
-            executed = json.loads(out.read_text())
-    except (OSError, ValueError) as exc:
-        status, message = "error", f"the executed notebook could not be read: {exc}"
+        executed = untrusted.read_json(box.outdir / f"{name}.out.ipynb", MAX_NOTEBOOK, "the executed notebook")
+    except untrusted.Untrusted as exc:
+        if status == "ok" or "missing" not in str(exc):
+            status, message = "error", f"{exc}" + (f" ({message})" if message else "")
     rerun_nb = None
     if isinstance(executed, dict):
         merge_outputs(params, executed)

@@ -40,6 +40,7 @@ from pathlib import Path
 from course.paths import COURSE_PACKAGE
 from course.registry import RegistryError, load as load_registry
 
+from . import untrusted
 from .policy_scan import matches, module_name, reach, read_modules
 
 __all__ = ["NUMPY_ONLY", "CONSEQUENCES", "Rule", "Violation", "load", "read_modules", "write_watch", "read_records", "check",
@@ -104,30 +105,37 @@ def load(registry=None, folder: Path = COURSE_PACKAGE) -> list[Rule]:
 
 # --- the sandbox's record ------------------------------------------------------------------------
 
-def write_watch(io_dir: Path, rules: list[Rule], registry=None) -> None:
-    """Tell the sandbox what to record: the forbidden modules, and which modules are the student's."""
+def write_watch(job_dir: Path, rules: list[Rule], registry=None) -> None:
+    """Tell the sandbox what to record (in the job's folder, read-only there): the forbidden
+    modules, and which modules are the student's."""
     registry = registry or load_registry()
     watch = {"forbidden": sorted({m for r in rules for m in r.forbidden}),
              "modules": sorted({module_name(t.module) for t in registry.tasks})}
-    (Path(io_dir) / WATCH).write_text(json.dumps(watch))
+    (Path(job_dir) / WATCH).write_text(json.dumps(watch))
 
 
-def read_records(io_dir: Path, gids) -> dict:
+def submission_modules(submission: Path) -> set[str]:
+    """Every Python module of the submission's ``hwlib`` (as paths like ``hwlib/layers.py``): the
+    static scan reads them all, so a helper module the task's code imports is read too."""
+    root = Path(submission)
+    return {p.relative_to(root).as_posix() for p in (root / "hwlib").rglob("*.py")
+            if p.is_file() and not p.is_symlink() and "check" not in p.relative_to(root / "hwlib").parts[:1]}
+
+
+def read_records(out_dir: Path, gids) -> dict:
     """What the sandbox recorded in every group: ``{"imports": [{"module", "chain"}],
-    "globals": {(module, name): dotted}}``; untrusted, so checked and capped (bad entries dropped)."""
+    "globals": {(module, name): dotted}}``; hostile data, so read with :mod:`.untrusted`, checked and
+    capped (bad entries dropped)."""
     imports, bound = [], {}
     for gid in gids:
-        path = Path(io_dir) / RECORD.format(gid=gid)
         try:
-            if path.stat().st_size > MAX_RECORD:
-                continue
-            data = json.loads(path.read_text())
+            data = untrusted.read_json(Path(out_dir) / RECORD.format(gid=gid), MAX_RECORD, "the import record")
             for rec in data.get("imports", [])[:1000]:
                 chain = [(str(m), str(q).split(".<locals>")[0], int(line)) for m, q, line in rec["chain"][:50]]
                 imports.append({"module": str(rec["module"]), "chain": chain})
             for mod, names in data.get("globals", {}).items():
                 bound.update({(str(mod), str(name)): str(dotted) for name, dotted in list(names.items())[:1000]})
-        except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        except (untrusted.Untrusted, ValueError, TypeError, KeyError, AttributeError):
             continue
     return {"imports": imports, "globals": bound}
 
@@ -172,7 +180,7 @@ def check(submission: Path, rules: list[Rule], records: dict | None = None, regi
     the scans when already made) and the sandbox's ``records`` (:func:`read_records`)."""
     registry = registry or load_registry()
     records = records or {"imports": [], "globals": {}}
-    modules = modules if modules is not None else read_modules(submission, {t.module for t in registry.tasks})
+    modules = modules if modules is not None else read_modules(submission, submission_modules(submission))
     every = {(module_name(t.module), f) for t in registry.tasks for f in t.functions}
     out = []
     for rule in rules:

@@ -1,7 +1,8 @@
 """Sandbox side of the hidden checks: run the student's hwlib on the job's inputs, save the outputs.
 
-Runs inside the sandbox (``python -I -S sandbox_runner.py IO_DIR SUBMISSION_DIR GROUP...``), where the
-student's code can rewrite anything in this process. It computes no verdict and holds no expected
+Runs inside the sandbox (``python -I -S sandbox_runner.py JOB_DIR OUT_DIR SUBMISSION_DIR GROUP...``), where
+the student's code can rewrite anything in this process. The job is read from JOB_DIR (read-only), the
+outputs go to OUT_DIR; the trusted side reads them back as hostile data (``untrusted.py``). It computes no verdict and holds no expected
 value: for each group it runs every case's target with ``hwlib.check.run`` (the student's functions)
 and writes what they return, through ``hwlib.check.protocol`` (the file protocol the trusted side
 reads with the same module). ``hwlib.check.run`` gives the student's code fresh copies of the inputs
@@ -10,8 +11,10 @@ inputs; the trusted side judges that record against the inputs it sent. Both com
 resets to the kit's version (a given module) before anything runs.
 
 Only the standard library, NumPy and the submission's ``hwlib`` are imported; PyTorch too for the
-Q5 observers and for a group whose ``oracle`` replaces other questions' layers by PyTorch versions
-(``hwlib.check.oracle``), so that a bug in Q1 cannot cost points in Q2.
+Q5 observers. A group whose ``oracle`` replaces other questions' layers (so that a bug in Q1 cannot
+cost points in Q2) finds them in the module ``hw4_oracle`` on ``$HW4_ORACLE``, a read-only folder the
+trusted side mounts for that group's run only, holding those layers and nothing else
+(``oracle.py``). In a NumPy-only group PyTorch and the other frameworks are not there at all.
 
 When the job's folder holds ``policy.json`` (``grading/autograde/policy.py``), :class:`Recorder`
 notes the forbidden modules the student's own code imports (with the student's frames on the stack
@@ -113,7 +116,7 @@ class Recorder:
         the layers the grader's oracle put in (the kit's PyTorch versions) are not the student's."""
         self._busy = True
         try:
-            oracle = sys.modules.get("hwlib.check.oracle")
+            oracle = sys.modules.get(ORACLE)
             for name in self.modules:
                 module = sys.modules.get(name)
                 for key, value in list(vars(module).items()) if module is not None else ():
@@ -135,8 +138,8 @@ class Recorder:
         self.imports, self.globals = [], {}
 
 
-def _recorder(io_dir):
-    path = os.path.join(io_dir, "policy.json")
+def _recorder(job_dir):
+    path = os.path.join(job_dir, "policy.json")
     if not os.path.exists(path):
         return None
     with open(path) as fh:
@@ -146,6 +149,29 @@ def _recorder(io_dir):
     return recorder
 
 
+ORACLE = "hw4_oracle"
+
+
+def install_oracle(families):
+    """Replace the oracle's layers in ``hwlib.layers`` (before any model module binds them); when the
+    student's module does not import, an empty one takes its place first. Returns their names."""
+    oracle_dir = os.environ.get("HW4_ORACLE", "")
+    if oracle_dir and oracle_dir not in sys.path:
+        sys.path.insert(0, oracle_dir)
+    oracle = importlib.import_module(ORACLE)
+    try:
+        layers = importlib.import_module("hwlib.layers")
+    except BaseException:  # noqa: BLE001 (a student's module can raise anything on import)
+        import hwlib
+        layers = types.ModuleType("hwlib.layers")
+        sys.modules["hwlib.layers"] = layers
+        hwlib.layers = layers
+    names = set(oracle.__all__)
+    for name in names:
+        setattr(layers, name, getattr(oracle, name))
+    return names
+
+
 def run_group(group, protocol, recorder=None):
     """``({case id: flat outputs}, {case id or "*": error record})`` of one group of the job."""
     outputs, errors = {}, {}
@@ -153,9 +179,7 @@ def run_group(group, protocol, recorder=None):
     if group["oracle"]:
         _forget_hwlib()
         try:
-            oracle = importlib.import_module("hwlib.check.oracle")
-            oracle.install(group["oracle"])
-            oracle_names = {f.__name__ for family in group["oracle"] for f in oracle.FAMILIES[family]}
+            oracle_names = install_oracle(group["oracle"])
         except BaseException as exc:  # noqa: BLE001 (student code can raise anything)
             errors["*"] = protocol.error_record(exc)
     for case in group["cases"]:
@@ -172,20 +196,20 @@ def run_group(group, protocol, recorder=None):
 
 
 def main():
-    io_dir, submission, groups = sys.argv[1], sys.argv[2], sys.argv[3:]
+    job_dir, out_dir, submission, groups = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
     _setup_path(submission)
     os.chdir(submission)
     from hwlib.check import protocol
 
-    recorder = _recorder(io_dir)
-    job = protocol.read_job(io_dir)
+    recorder = _recorder(job_dir)
+    job = protocol.read_job(job_dir)
     for gid in groups:
-        protocol.mark(io_dir, gid, "start")
+        protocol.mark(out_dir, gid, "start")
         outputs, errors = run_group(job[gid], protocol, recorder)
-        protocol.write_outputs(io_dir, gid, outputs, errors)
+        protocol.write_outputs(out_dir, gid, outputs, errors)
         if recorder is not None:
-            recorder.save(io_dir, gid)
-        protocol.mark(io_dir, gid, "done")
+            recorder.save(out_dir, gid)
+        protocol.mark(out_dir, gid, "done")
 
 
 if __name__ == "__main__":

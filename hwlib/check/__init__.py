@@ -17,8 +17,8 @@ threshold, and the first bad index with both values.
 Each target gives ``draw`` (inputs from a seed), ``run`` (your code's outputs), ``reference`` and
 ``judge`` (:mod:`.engine`); the functions below do these by name. Every layer and model check also
 holds the rules of :mod:`.watch`: your functions leave their inputs unchanged, work on any memory
-layout, and keep the dtype. :mod:`.protocol` (the files between the grader and its sandbox) and
-:mod:`.oracle` (PyTorch-backed layers) serve the grader.
+layout, and keep the dtype. :mod:`.protocol` (the files between the grader and its sandbox) serves
+the grader.
 """
 
 from __future__ import annotations

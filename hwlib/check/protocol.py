@@ -1,19 +1,21 @@
 """The file protocol between the grader's trusted side and its sandbox, defined once for both.
 
-The trusted side writes the job; the sandbox runs the student's code on it and writes outputs; the
-trusted side reads them back and judges. Everything in ``IO_DIR``::
+The trusted side writes the job into a folder the sandbox can only read (``JOB_DIR``); the sandbox
+runs the student's code on it and writes outputs into its own folder (``OUT_DIR``); the trusted side
+reads them back as hostile data (``grading/autograde/untrusted.py``, in the grader, never shipped)
+and judges::
 
-    job.json            {grade_id: {"oracle": [family, ...],
+    JOB_DIR/job.json            {grade_id: {"oracle": [family, ...],
                                     "cases": [{"id", "target", "inputs": {name: {"array": key} | {"json": value}}}]}}
-    inputs.npz          the input arrays, keyed "<grade_id>/<case id>/<name>"
-    <grade_id>.start    the sandbox began the group (its time budget runs from here)
-    <grade_id>.npz      the outputs, keyed "<case id>/<output>" (numbers only: read without pickles)
-    <grade_id>.errors.json  {case id or "*" (the whole group): {"type", "message", "where"}}
-    <grade_id>.done     written last: the group's outputs are complete
+    JOB_DIR/inputs.npz  the input arrays, keyed "<grade_id>/<case id>/<name>"
+    OUT_DIR/<grade_id>.start    the sandbox began the group (its time budget runs from here)
+    OUT_DIR/<grade_id>.npz  the outputs, keyed "<case id>/<output>" (numbers only: read without pickles)
+    OUT_DIR/<grade_id>.errors.json  {case id or "*" (the whole group): {"type", "message", "where"}}
+    OUT_DIR/<grade_id>.done written last: the group's outputs are complete
 
 Only the standard library and NumPy: the sandbox side imports this module before any student code.
-What the sandbox writes is untrusted: :func:`read_outputs` caps its size, refuses pickles and keeps
-only strings of bounded length from the errors.
+The reading of the outputs is the trusted side's (``grading/autograde/hidden.py``), not here: this
+module runs where the student's code can rewrite it.
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["MAX_OUTPUT_BYTES", "write_job", "read_job", "flatten", "error_record", "write_outputs", "read_outputs",
-           "mark", "marked", "clear_marks", "marker_span"]
+__all__ = ["MAX_OUTPUT_BYTES", "JOB", "INPUTS", "write_job", "read_job", "flatten", "error_record", "write_outputs",
+           "mark"]
 
 MAX_OUTPUT_BYTES = 200 << 20      # outputs or errors of one group larger than this are refused
 JOB, INPUTS = "job.json", "inputs.npz"
@@ -113,49 +115,8 @@ def write_outputs(io_dir, gid: str, outputs: dict, errors: dict) -> None:
     (io_dir / f"{gid}.errors.json").write_text(json.dumps(errors))
 
 
-def read_outputs(io_dir, gid: str) -> tuple[dict, dict, str]:
-    """``({case id: {output: array}}, errors, problem)`` as the sandbox left them; ``problem`` is ""
-    unless the files are too large or unreadable (then the outputs and errors are empty)."""
-    io_dir = Path(io_dir)
-    npz, err = io_dir / f"{gid}.npz", io_dir / f"{gid}.errors.json"
-    try:
-        if npz.stat().st_size > MAX_OUTPUT_BYTES or err.stat().st_size > MAX_OUTPUT_BYTES:
-            return {}, {}, "outputs too large"
-        outputs: dict = {}
-        with np.load(npz, allow_pickle=False) as data:
-            for key in data.files:
-                cid, sep, name = key.partition("/")
-                if sep:
-                    outputs.setdefault(cid, {})[name] = data[key]
-        errors = json.loads(err.read_text())
-        if not isinstance(errors, dict):
-            raise ValueError("errors is not a mapping")
-        errors = {str(k): {"type": str(v.get("type", "Error"))[:200], "message": str(v.get("message", ""))[:2000],
-                           "where": str(v.get("where", ""))[:300]} for k, v in errors.items() if isinstance(v, dict)}
-        return outputs, errors, ""
-    except Exception as exc:  # untrusted files: whatever they hold becomes a problem, never a crash here
-        return {}, {}, f"could not read the outputs: {type(exc).__name__}: {exc}"
-
-
 # --- markers -----------------------------------------------------------------------------------------
 
 def mark(io_dir, gid: str, stage: str) -> None:
     """Write the ``stage`` marker ("start" or "done") of group ``gid``."""
     (Path(io_dir) / f"{gid}.{stage}").touch()
-
-
-def marked(io_dir, gid: str, stage: str) -> bool:
-    return (Path(io_dir) / f"{gid}.{stage}").exists()
-
-
-def clear_marks(io_dir, gid: str) -> None:
-    for stage in ("start", "done"):
-        (Path(io_dir) / f"{gid}.{stage}").unlink(missing_ok=True)
-
-
-def marker_span(io_dir, gid: str) -> float:
-    """Seconds between a group's start and done markers (as the sandbox wrote them)."""
-    try:
-        return max(0.0, (Path(io_dir) / f"{gid}.done").stat().st_mtime - (Path(io_dir) / f"{gid}.start").stat().st_mtime)
-    except OSError:
-        return 0.0
