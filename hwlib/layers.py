@@ -6,7 +6,10 @@ Conventions (as in cs231n's ``layers.py``):
   F (filters), H/W (height/width), HH/WW (kernel or pool window);
 * every ``*_forward`` returns ``(out, cache)``; every ``*_backward(dout, cache)`` returns the
   gradients in the order of the forward inputs;
-* bad input raises ``ValueError`` naming the argument, the expected and the received shape.
+* bad input raises ``ValueError`` naming the argument, the expected and the received shape: a
+  complex, string or object array, a bool where an integer is expected, a cache from another layer
+  (every ``*_backward`` checks its cache first); a call that would need more memory than the
+  machine has raises ``MemoryError`` at once, before allocating anything (``hwlib.validation``).
 
 Everything is vectorized: no Python loop over samples, channels, filters or output pixels.
 The only loops run over kernel offsets (im2col and col2im in the convolution) or pooling-window
@@ -22,7 +25,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view  # noqa: F401  (for students: im2col by strided views)
 
-from .validation import as_array, require, require_finite, require_labels, require_ndim
+from .validation import (as_array, layer_cache, nbytes, positive_int, require, require_array_cache, require_cache,
+                         require_finite, require_labels, require_memory, require_ndim)
 
 __all__ = [
     "NoGrad", "no_grad",
@@ -74,10 +78,16 @@ def fc_forward(x, w, b):
     require(w.shape[0] == D, "fc_forward",
             f"w must have shape ({D}, M) to match x of shape {x.shape} (D = {D} features per sample); got shape {w.shape}")
     require(b.shape == (w.shape[1],), "fc_forward", f"b must have shape ({w.shape[1]},) to match w {w.shape}; got shape {b.shape}")
+    # The output, twice (the product and the sum), and a copy of x if it cannot be flattened in place.
+    # (Every input is floating: the result's items are the widest of theirs.)
+    size = max(x.itemsize, w.itemsize, b.itemsize)
+    require_memory("fc_forward", 2 * nbytes((x.shape[0], w.shape[1]), size) + (0 if x.flags.c_contiguous else nbytes(x.shape, size)),
+                   lambda: (f"x of shape {x.shape} and w of shape {w.shape}", f"the output ({x.shape[0]}, {w.shape[1]}) "
+                            f"{np.result_type(x, w, b)}" + ("" if x.flags.c_contiguous else " and a flattened copy of x")))
     ### BEGIN SOLUTION
     out = x.reshape(x.shape[0], D) @ w + b
     ### END SOLUTION
-    cache = (x, w, b)
+    cache = layer_cache("fc_forward", (x, w, b))
     return out, cache
 
 
@@ -91,10 +101,14 @@ def fc_backward(dout, cache):
     Returns ``(dx, dw, db)``: dx shaped like x (N, d_1, ..., d_k), dw (D, M), db (M,). dx may be
     None when x was marked ``no_grad(x)``.
     """
-    x, w, b = cache
+    x, w, b = require_cache("fc_backward", cache, "fc_forward", "(x, w, b)", ((2, None), 2, 1))
     dout = as_array("fc_backward", "dout", dout)
     require(dout.shape == (x.shape[0], w.shape[1]), "fc_backward",
             f"dout must have shape {(x.shape[0], w.shape[1])} (the forward output); got shape {dout.shape}")
+    size = max(dout.itemsize, x.itemsize, w.itemsize)
+    require_memory("fc_backward", nbytes(x.shape, size) * (1 if x.flags.c_contiguous else 2) + nbytes(w.shape, size),
+                   lambda: (f"dout of shape {dout.shape} and x of shape {x.shape} (from the cache)",
+                            f"dx {x.shape} and dw {w.shape}, {np.result_type(dout, x, w)}"))
     ### BEGIN SOLUTION
     x_flat = x.reshape(x.shape[0], -1)
     dx = None if isinstance(x, NoGrad) else (dout @ w.T).reshape(x.shape)
@@ -112,6 +126,7 @@ def relu_forward(x):
     Returns ``(out, cache)``: out shaped like x; cache for ``relu_backward``.
     """
     x = as_array("relu_forward", "x", x)
+    require_memory("relu_forward", nbytes(x.shape, x.itemsize), lambda: (f"x of shape {x.shape}", f"the output, {x.dtype}"))
     ### BEGIN SOLUTION
     out = np.maximum(x, 0)
     ### END SOLUTION
@@ -124,9 +139,11 @@ def relu_backward(dout, cache):
 
     Returns dx shaped like x.
     """
-    x = cache
+    x = require_array_cache("relu_backward", cache, "relu_forward", "x")
     dout = as_array("relu_backward", "dout", dout)
     require(dout.shape == x.shape, "relu_backward", f"dout must have shape {x.shape} (the forward input); got shape {dout.shape}")
+    require_memory("relu_backward", nbytes(x.shape, max(dout.itemsize, x.itemsize) + 1),
+                   lambda: (f"dout of shape {dout.shape}", f"dx, {np.result_type(dout, x)}, and the mask x > 0"))
     ### BEGIN SOLUTION
     dx = dout * (x > 0)
     ### END SOLUTION
@@ -134,6 +151,14 @@ def relu_backward(dout, cache):
 
 
 # --- convolution ---------------------------------------------------------------------------------
+
+def _conv_bytes(x_shape, w_shape, itemsize: int) -> int:
+    """The bytes a convolution pass by im2col allocates at once: the input-sized array (a copy of x,
+    or dx), the output-sized one (the output, or a copy of dout) and the im2col matrix (or its gradient)."""
+    (N, C, H, W), (F, _, HH, WW) = x_shape, w_shape
+    Ho, Wo = H - HH + 1, W - WW + 1
+    return nbytes((N, C, H, W), itemsize) + nbytes((N, F, Ho, Wo), itemsize) + nbytes((C * HH * WW, Ho * Wo * N), itemsize)
+
 
 def conv_forward(x, w):
     """Convolutional layer (stride 1, no padding, no bias), by filtering.
@@ -155,6 +180,11 @@ def conv_forward(x, w):
     require(Cw == C, "conv_forward", f"w must have {C} channels to match x {x.shape}: expected shape ({F}, {C}, {HH}, {WW}); got shape {w.shape}")
     require(HH <= H and WW <= W, "conv_forward",
             f"kernel w {w.shape} is larger than the image x {x.shape}: need HH <= H and WW <= W")
+    size = max(x.itemsize, w.itemsize)
+    require_memory("conv_forward", _conv_bytes((N, C, H, W), (F, C, HH, WW), size), lambda: (
+        f"x of shape {x.shape} and w of shape {w.shape}",
+        f"the output ({N}, {F}, {H - HH + 1}, {W - WW + 1}), the im2col matrix ({C * HH * WW}, {(H - HH + 1) * (W - WW + 1) * N}) "
+        f"and a copy of x, {np.result_type(x, w)}"))
     ### BEGIN SOLUTION
     Ho, Wo = H - HH + 1, W - WW + 1
     dtype = np.result_type(x, w)
@@ -177,6 +207,7 @@ def conv_forward(x, w):
     out = out.reshape(F, Ho, Wo, N).transpose(3, 0, 1, 2)
     cache = (x.shape, w, cols, not isinstance(x, NoGrad))
     ### END SOLUTION
+    cache = layer_cache("conv_forward", cache, x_shape=(N, C, H, W), w_shape=(F, C, HH, WW), itemsize=size)
     return out, cache
 
 
@@ -192,8 +223,14 @@ def conv_backward(dout, cache):
     Returns ``(dx, dw)``: dx (N, C, H, W), dw (F, C, HH, WW). dx may be None when x was marked
     ``no_grad(x)``.
     """
+    cache = require_cache("conv_backward", cache, "conv_forward")
     dout = as_array("conv_backward", "dout", dout)
     require_ndim("conv_backward", "dout", dout, 4, "(N, F, H', W')")
+    info = getattr(cache, "info", None)
+    if info:   # the shapes of the forward pass: dout (a copy), dx and the im2col-sized gradient
+        require_memory("conv_backward", _conv_bytes(info["x_shape"], info["w_shape"], max(dout.itemsize, info["itemsize"])),
+                       lambda: (f"dout of shape {dout.shape} and x of shape {info['x_shape']} (from the cache)",
+                                "dx, a copy of dout and the im2col-sized gradient"))
     ### BEGIN SOLUTION
     x_shape, w, cols, needs_dx = cache
     N, C, H, W = x_shape
@@ -231,15 +268,25 @@ def _pool_geometry(func, x_shape, pool_param):
         raise ValueError(f"{func}: pool_param must be a dict with keys pool_height, pool_width, stride; got {type(pool_param).__name__}")
     missing = [k for k in ("pool_height", "pool_width", "stride") if k not in pool_param]
     require(not missing, func, f"pool_param is missing {missing}; expected keys pool_height, pool_width, stride")
-    HH, WW, S = pool_param["pool_height"], pool_param["pool_width"], pool_param["stride"]
-    for key, v in (("pool_height", HH), ("pool_width", WW), ("stride", S)):
-        require(isinstance(v, (int, np.integer)) and v >= 1, func, f"pool_param['{key}'] must be a positive integer; got {v!r}")
+    HH, WW, S = (positive_int(func, f"pool_param['{key}']", pool_param[key]) for key in ("pool_height", "pool_width", "stride"))
     _, _, H, W = x_shape
     require(HH <= H and WW <= W, func, f"pool window ({HH}, {WW}) does not fit in x of shape {tuple(x_shape)}: need pool_height <= H and pool_width <= W")
     require((H - HH) % S == 0 and (W - WW) % S == 0, func,
             f"pool window ({HH}, {WW}) with stride {S} does not tile x of shape {tuple(x_shape)}: "
             f"(H - pool_height) and (W - pool_width) must be multiples of the stride, got {H - HH} and {W - WW}")
     return int(HH), int(WW), int(S), (H - HH) // S + 1, (W - WW) // S + 1
+
+
+def _pool_bytes(x_shape, itemsize: int, geometry) -> int:
+    """The bytes max-pooling's forward pass allocates at once: the output (and its row-major copy)
+    and two masks of one byte per window entry; with overlapping windows also the maxima along the
+    rows, (N, C, H, Wo), and their masks."""
+    (N, C, H, W), (HH, WW, S, Ho, Wo) = x_shape, geometry
+    out = nbytes((N, C, Ho, Wo), itemsize)
+    if S >= HH and S >= WW:
+        return 2 * out + 2 * HH * WW * nbytes((N, C, Ho, Wo), 1)
+    rows = nbytes((N, C, H, Wo), itemsize)
+    return 2 * out + rows + 2 * WW * nbytes((N, C, H, Wo), 1) + 2 * HH * nbytes((N, C, Ho, Wo), 1)
 
 
 def max_pool_forward(x, pool_param):
@@ -255,6 +302,9 @@ def max_pool_forward(x, pool_param):
     x = as_array("max_pool_forward", "x", x)
     require_ndim("max_pool_forward", "x", x, 4, "(N, C, H, W)")
     HH, WW, S, Ho, Wo = _pool_geometry("max_pool_forward", x.shape, pool_param)
+    N, C, H, W = x.shape
+    require_memory("max_pool_forward", _pool_bytes(x.shape, x.itemsize, (HH, WW, S, Ho, Wo)), lambda: (
+        f"x of shape {x.shape}", f"the output ({N}, {C}, {Ho}, {Wo}) {x.dtype} and the masks of the window maxima"))
     ### BEGIN SOLUTION
     # The maximum over a window is taken offset by offset on strided views (no copies): the view of
     # offset (i, j) holds, for every window, its entry in row i, column j. Alongside it we record
@@ -296,6 +346,7 @@ def max_pool_forward(x, pool_param):
     # flattens it per sample, which is free on a row-major array.
     out = np.ascontiguousarray(out)
     ### END SOLUTION
+    cache = layer_cache("max_pool_forward", cache, x_shape=(N, C, H, W), itemsize=x.itemsize, geometry=(HH, WW, S, Ho, Wo))
     return out, cache
 
 
@@ -307,7 +358,18 @@ def max_pool_backward(dout, cache):
 
     Returns dx (N, C, H, W).
     """
+    cache = require_cache("max_pool_backward", cache, "max_pool_forward")
     dout = as_array("max_pool_backward", "dout", dout)
+    info = getattr(cache, "info", None)
+    if info:   # dx, dout in the layout of x and, for overlapping windows, the gradient between the two passes
+        size = max(dout.itemsize, info["itemsize"])
+        N, C, H, W = info["x_shape"]
+        HH, WW, S, Ho, Wo = info["geometry"]
+        need = nbytes((N, C, H, W), size) + 2 * nbytes((N, C, Ho, Wo), size)
+        if S < HH or S < WW:
+            need += nbytes((N, C, H, Wo), size)
+        require_memory("max_pool_backward", need, lambda: (
+            f"dout of shape {dout.shape} and x of shape {info['x_shape']} (from the cache)", "dx and a copy of dout"))
     ### BEGIN SOLUTION
     x_shape, x_dtype, (HH, WW, S, Ho, Wo), col_first, row_first = cache
     N, C, H, W = x_shape
@@ -369,6 +431,8 @@ def softmax_loss(x, y):
     x = as_array("softmax_loss", "x", x)
     require_ndim("softmax_loss", "x", x, 2, "(N, C)")
     require(x.shape[0] > 0 and x.shape[1] > 0, "softmax_loss", f"x must have at least one sample and one class; got shape {x.shape}")
+    require_memory("softmax_loss", 4 * nbytes(x.shape, x.itemsize),
+                   lambda: (f"x of shape {x.shape}", f"dx and three temporaries of its size, {x.dtype}"))
     require_finite("softmax_loss", "x", x)
     y = require_labels("softmax_loss", "y", y, x.shape[0], x.shape[1])
     ### BEGIN SOLUTION

@@ -12,7 +12,8 @@ Layouts, as in the seed:
 
 Every ``*_forward`` returns ``(out, cache)``; every ``*_backward(dout, cache)`` returns the
 gradients in the order of the forward inputs. Bad input raises ``ValueError`` naming the
-argument, the expected and the received shape.
+argument, the expected and the received shape; every ``*_backward`` first checks that its cache is
+the one its forward pass returned (``hwlib.validation.require_cache``).
 
 Vectorized over the batch everywhere, and over time wherever the math allows: the embeddings,
 the temporal affine layer, the loss, and the RNN's input projections ``x[t] @ Wx`` for all t
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .validation import as_array, require, require_finite, require_ids, require_ndim
+from .validation import as_array, layer_cache, require, require_cache, require_finite, require_ids, require_ndim
 
 __all__ = [
     "rnn_step_forward", "rnn_step_backward",
@@ -77,7 +78,7 @@ def rnn_step_forward(x, prev_h, Wx, Wh, b):
     ### BEGIN SOLUTION
     next_h = np.tanh(x @ Wx + prev_h @ Wh + b)
     ### END SOLUTION
-    cache = (x, prev_h, Wx, Wh, next_h)
+    cache = layer_cache("rnn_step_forward", (x, prev_h, Wx, Wh, next_h))
     return next_h, cache
 
 
@@ -90,7 +91,8 @@ def rnn_step_backward(dnext_h, cache):
 
     Returns ``(dx, dprev_h, dWx, dWh, db)``: dx (N, D), dprev_h (N, H), dWx (D, H), dWh (H, H), db (H,).
     """
-    x, prev_h, Wx, Wh, next_h = cache
+    x, prev_h, Wx, Wh, next_h = require_cache("rnn_step_backward", cache, "rnn_step_forward",
+                                              "(x, prev_h, Wx, Wh, next_h)", (2, 2, 2, 2, 2))
     dnext_h = as_array("rnn_step_backward", "dnext_h", dnext_h)
     _require_shape("rnn_step_backward", "dnext_h", dnext_h, next_h.shape, "(N, H), the shape of next_h")
     ### BEGIN SOLUTION
@@ -136,7 +138,7 @@ def rnn_forward(x, h0, Wx, Wh, b):
     for t in range(T):
         prev_h = h[t] = np.tanh(xw[t] + prev_h @ Wh)
     ### END SOLUTION
-    cache = (x, h0, Wx, Wh, h)
+    cache = layer_cache("rnn_forward", (x, h0, Wx, Wh, h))
     return h, cache
 
 
@@ -149,7 +151,7 @@ def rnn_backward(dh, cache):
 
     Returns ``(dx, dh0, dWx, dWh, db)``: dx (T, N, D), dh0 (N, H), dWx (D, H), dWh (H, H), db (H,).
     """
-    x, h0, Wx, Wh, h = cache
+    x, h0, Wx, Wh, h = require_cache("rnn_backward", cache, "rnn_forward", "(x, h0, Wx, Wh, h)", (3, 2, 2, 2, 3))
     dh = as_array("rnn_backward", "dh", dh)
     _require_shape("rnn_backward", "dh", dh, h.shape, "(T, N, H), the shape of the forward output h")
     ### BEGIN SOLUTION
@@ -190,7 +192,7 @@ def word_embedding_forward(x, W):
     ### BEGIN SOLUTION
     out = W[x]
     ### END SOLUTION
-    cache = (x, W)
+    cache = layer_cache("word_embedding_forward", (x, W))
     return out, cache
 
 
@@ -205,7 +207,7 @@ def word_embedding_backward(dout, cache):
 
     Returns dW (V, D). (The word ids get no gradient.)
     """
-    x, W = cache
+    x, W = require_cache("word_embedding_backward", cache, "word_embedding_forward", "(x, W)", (2, 2))
     dout = as_array("word_embedding_backward", "dout", dout)
     _require_shape("word_embedding_backward", "dout", dout, (*x.shape, W.shape[1]), "(N, T, D), the shape of the forward output")
     ### BEGIN SOLUTION
@@ -238,7 +240,7 @@ def temporal_fc_forward(x, w, b):
     ### BEGIN SOLUTION
     out = x @ w + b
     ### END SOLUTION
-    cache = (x, w, b)
+    cache = layer_cache("temporal_fc_forward", (x, w, b))
     return out, cache
 
 
@@ -251,7 +253,7 @@ def temporal_fc_backward(dout, cache):
 
     Returns ``(dx, dw, db)``: dx (N, T, D), dw (D, M), db (M,).
     """
-    x, w, b = cache
+    x, w, b = require_cache("temporal_fc_backward", cache, "temporal_fc_forward", "(x, w, b)", (3, 2, 1))
     dout = as_array("temporal_fc_backward", "dout", dout)
     N, T, D = x.shape
     M = w.shape[1]
