@@ -159,17 +159,32 @@ def main(argv=None) -> int:
         if "autograde" in steps:  # sample submissions generated from the reference, then graded
             # Every sample is graded (hidden checks, scores, feedback); the notebooks run in the sandbox
             # for the "perfect" one only: they run the same code in every sample, and would take 20 minutes.
+            # Without full isolation (no bubblewrap here) the samples whose code attacks the grader are
+            # left out, never run, and the others are graded with --allow-weak-isolation (flagged).
             samples = paths.SAMPLES
+            weak = _isolation_level()
             statuses["autograde"] = run_step(
-                "autograde", [[python, "-m", "grading", "samples", str(samples)],
-                              [python, "-m", "grading", "autograde", str(samples), "--execute-only", "perfect"]],
-                digest_of(sources), args.force)
+                "autograde", [[python, "-m", "grading", "samples", str(samples)] + (["--no-hostile"] if weak else []),
+                              [python, "-m", "grading", "autograde", str(samples), "--execute-only", "perfect"]
+                              + (["--allow-weak-isolation"] if weak else [])],
+                digest_of(sources) + ("-weak" if weak else ""), args.force)
+            if weak:
+                statuses["autograde"] += (f"; the hostile samples were NOT run: this machine gives isolation "
+                                          f"'{weak}', not 'full' (install bubblewrap: apt-get install bubblewrap); "
+                                          "the others were graded with --allow-weak-isolation (flagged)")
     except StepFailed as exc:
         print(f"\nerror: {exc}", file=sys.stderr)
         _print_summary(rows, statuses, time.perf_counter() - start)
         return 1
     _print_summary(rows, statuses, time.perf_counter() - start)
     return 0
+
+
+def _isolation_level() -> str:
+    """"" where the grading sandbox gives full isolation, else the level it gives."""
+    from grading.autograde.sandbox import isolation
+    level = isolation()["level"]
+    return "" if level == "full" else level
 
 
 def _print_summary(rows, statuses, seconds) -> None:

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -68,6 +69,8 @@ def main(argv=None) -> int:
     sp = sub.add_parser("samples", help="write the generated sample submissions")
     sp.add_argument("dest", type=Path)
     sp.add_argument("--zip", action="store_true", help="as per-student zips instead of folders")
+    sp.add_argument("--no-hostile", action="store_true",
+                    help="leave out the samples whose code attacks the grader (for a machine without full isolation)")
     sub.add_parser("isolation", help="print the sandbox isolation available here")
     args = parser.parse_args(argv)
 
@@ -87,7 +90,7 @@ def main(argv=None) -> int:
                             execute_students=tuple(args.execute_only.split(",")) if args.execute_only else None,
                             budget_scale=args.budget_scale, nbgrader_feedback=not args.no_nbgrader_feedback,
                             reuse_checks=args.reuse_checks, scheduler=args.scheduler,
-                            allow_weak_isolation=args.allow_weak_isolation,
+                            allow_weak_isolation=args.allow_weak_isolation or os.environ.get("HW4_ALLOW_WEAK_ISOLATION") == "1",
                             students=tuple(args.student) if args.student else None, exports=args.formats,
                             roster=args.roster, canvas_assignment=args.canvas_assignment)
         autograde(args.source, settings)
@@ -106,7 +109,7 @@ def main(argv=None) -> int:
               + (f"; summary: {class_summary(args.course)}" if args.command == "feedback" else ""))
     elif args.command == "samples":
         from .samples import write_samples
-        for sample in write_samples(args.dest, as_zip=args.zip):
+        for sample in write_samples(args.dest, as_zip=args.zip, hostile=not args.no_hostile):
             print(f"{sample.student}: {sample.description}")
     elif args.command == "isolation":
         from .autograde.sandbox import isolation

@@ -17,7 +17,8 @@ from pathlib import Path
 from course.paths import REPO
 
 __all__ = ["NAIVE_CALLS", "naive_body", "LOOP_BODIES", "FORMULA_CONV", "TORCH_CONV", "BUGS", "HOSTILE_TARGETS", "hostile_prelude",
-           "HOSTILE_CHEAT", "FORGED", "forged_checks"]
+           "HOSTILE_CHEAT", "FORGED", "forged_checks", "SYMLINK_WAS_HERE", "trusted_side_attack", "HELPER_MODULE",
+           "TORCH_HELPER", "CONV_BY_HELPER", "CONV_BY_REFERENCE", "HOG"]
 
 
 # --- variants that must get full marks ---------------------------------------------------------
@@ -250,3 +251,110 @@ def observe_scenario(func, settings, seed):  # FORGED: reports what a correct im
             "epochs_passed": epochs, "epoch_lr": [lr * gamma ** (e // step_size) for e in range(epochs)]}
 '''
     return ((REPO / FORGED).read_text() + forged).encode()
+
+
+# --- attacks on the trusted side (grading/autograde/untrusted.py, sandbox.py) ----------------------
+# Each replaces the result files the runner writes (through numpy.savez, which the runner's protocol
+# module calls: patched on import of layers.py, it stays patched for every later group of that
+# sandboxed process) and plants links where the trusted side once wrote notebooks. Contained, each
+# costs exactly the groups whose process imported layers.py, with a message naming what it did.
+
+SYMLINK_WAS_HERE = "SYMLINK_WAS_HERE"
+
+
+def trusted_side_attack(kind: str, repo: Path) -> str:
+    """Module-level code for layers.py: ``kind`` is "symlink", "fifo" or "bomb"."""
+    targets = [str(repo / SYMLINK_WAS_HERE), str(repo / "README.md")]
+    return textwrap.dedent(f'''
+        # --- a hostile submission: it replaces the files the grader reads back ------------------------
+        import os as _os, zipfile as _zipfile
+        _KIND, _TARGETS = {kind!r}, {targets!r}
+        for _folder in ("/out", "/sandbox/io", "/sandbox", "io"):
+            for _name in ("01_layers.in.ipynb", "02_softmax_mnist.in.ipynb", "job.json", "policy.json"):
+                try:
+                    _os.makedirs(_folder, exist_ok=True)
+                    _os.symlink(_TARGETS[hash(_name) % 2], _os.path.join(_folder, _name))
+                except OSError:
+                    pass
+
+        def _hostile_savez(file, *args, **kwds):
+            path = _os.fspath(file)
+            if _KIND == "symlink":
+                _os.symlink(_TARGETS[1], path)          # the grader would read a host file through it
+            elif _KIND == "fifo":
+                _os.mkfifo(path)                        # an open() of it never returns
+            else:                                       # 300 MiB of zeros in a few hundred kB
+                with _zipfile.ZipFile(path, "w", _zipfile.ZIP_DEFLATED) as zf:
+                    with zf.open("c/out.npy", "w", force_zip64=True) as fh:
+                        np.lib.format.write_array_header_1_0(
+                            fh, {{"descr": "|u1", "fortran_order": False, "shape": (300 << 20,)}})
+                        zeros = bytes(1 << 22)
+                        for _ in range(75):
+                            fh.write(zeros)
+
+        np.savez = _hostile_savez
+        # -------------------------------------------------------------------------------------------
+    ''')
+
+
+# The convolution by PyTorch from a helper module of the student's own (the static scan reads every
+# module; the sandbox of a NumPy-only group has no PyTorch to import).
+HELPER_MODULE = "hwlib/fastconv.py"
+TORCH_HELPER = '''"""My fast convolution."""
+import numpy as np
+
+
+def conv2d(x, w):
+    import torch
+    return torch.nn.functional.conv2d(torch.from_numpy(np.asarray(x)), torch.from_numpy(np.asarray(w))).numpy()
+
+
+def conv2d_grads(x, w, dout):
+    import torch
+    xt, wt = torch.from_numpy(np.array(x)).requires_grad_(), torch.from_numpy(np.array(w)).requires_grad_()
+    torch.nn.functional.conv2d(xt, wt).backward(torch.from_numpy(np.array(dout)))
+    return xt.grad.numpy(), wt.grad.numpy()
+'''
+CONV_BY_HELPER = {
+    "conv_forward": """
+        from .fastconv import conv2d
+        out, cache = conv2d(x, w), (x, w)
+    """,
+    "conv_backward": """
+        from .fastconv import conv2d_grads
+        x, w = cache
+        dx, dw = conv2d_grads(x, w, dout)
+    """,
+}
+# The convolution by the kit's own references: the public checks' (PyTorch) and the grader's oracle.
+CONV_BY_REFERENCE = {
+    "conv_forward": """
+        try:
+            import hw4_oracle
+            out, cache = hw4_oracle.conv_forward(x, w)
+        except ImportError:
+            from hwlib import check
+            shape = (x.shape[0], w.shape[0], x.shape[2] - w.shape[2] + 1, x.shape[3] - w.shape[3] + 1)
+            out = check.reference("conv", {"x": x, "w": w, "dout": np.zeros(shape, x.dtype)})["out"]
+            cache = (x, w)
+    """,
+    "conv_backward": """
+        from hwlib import check
+        x, w = cache
+        ref = check.reference("conv", {"x": x, "w": w, "dout": dout})
+        dx, dw = ref["dx"], ref["dw"]
+    """,
+}
+# A CPU hog: relu_forward starts every process it may and spins in each, forever.
+HOG = {"relu_forward": """
+        import os
+        for _ in range(60):
+            try:
+                if os.fork() == 0:
+                    while True:
+                        pass
+            except OSError:
+                break
+        while True:
+            pass
+    """}

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import json
+import shutil
 import textwrap
 import zipfile
 from dataclasses import dataclass, field
@@ -26,8 +27,9 @@ from course.registry import load as load_registry
 
 from .nbgrader.course_root import ASSIGNMENT
 from .release.strip import BEGIN, END, solution_regions, student_modules
-from .sample_code import (BUGS, FORGED, FORMULA_CONV, HOSTILE_CHEAT, HOSTILE_TARGETS, LOOP_BODIES, TORCH_CONV,
-                          forged_checks, hostile_prelude)
+from .sample_code import (BUGS, CONV_BY_HELPER, CONV_BY_REFERENCE, FORGED, FORMULA_CONV, HELPER_MODULE, HOG,
+                          HOSTILE_CHEAT, HOSTILE_TARGETS, LOOP_BODIES, TORCH_CONV, TORCH_HELPER, forged_checks,
+                          hostile_prelude, trusted_side_attack)
 
 __all__ = ["Sample", "samples", "write_samples", "expected_points", "HOSTILE_TARGETS"]
 
@@ -146,6 +148,12 @@ def samples(release: Path = RELEASE / ASSIGNMENT) -> list[Sample]:
     def layers_with(bodies: dict) -> str:
         return module_with("layers.py", bodies)
 
+    def attack(kind: str) -> dict:
+        return with_layers(_insert_after_imports(layers, trusted_side_attack(kind, REPO)))
+
+    def bug_bodies(name: str, bodies: dict) -> dict:
+        return {**perfect, f"hwlib/{name}": module_with(name, bodies).encode()}
+
     out = [
         Sample("perfect", "the reference solution, derivations answered", perfect),
         Sample("release", "the untouched release (nothing done)", blank, loses={g: "all" for g in _auto_cells()},
@@ -204,8 +212,24 @@ def samples(release: Path = RELEASE / ASSIGNMENT) -> list[Sample]:
         Sample("variant-formula-conv", "convolution by the Q6 formulas of the given hwlib/conv_formulas.py",
                with_layers(layers_with(FORMULA_CONV))),
         Sample("policy-torch-conv", "conv_forward and conv_backward by torch.nn.functional: right values, "
-                                    "but Q3 is NumPy only", with_layers(layers_with(TORCH_CONV)),
-               loses=_policy_loses("Q3", "conv")),
+                                    "but Q3 is NumPy only (not installed where Q3 runs)",
+               with_layers(layers_with(TORCH_CONV)), loses=_cases_with_target("conv", "ConvNet.loss")),
+        Sample("policy-torch-helper", "the convolution by torch.nn.functional in a helper module of its own "
+                                      "(hwlib/fastconv.py) that layers.py imports",
+               {**with_layers(layers_with(CONV_BY_HELPER)), HELPER_MODULE: TORCH_HELPER.encode()},
+               loses=_cases_with_target("conv", "ConvNet.loss"), hostile=True),
+        Sample("policy-reference", "the convolution by the kit's own references: the grader's oracle module, "
+                                   "else the public checks' PyTorch reference", with_layers(layers_with(CONV_BY_REFERENCE)),
+               loses=_cases_with_target("conv", "ConvNet.loss"), hostile=True),
+        Sample("hostile-symlink", "replaces its result files by links to a host file, and plants links where the "
+                                  "grader once wrote its notebooks", attack("symlink"), loses=_layers_processes(),
+               hostile=True),
+        Sample("hostile-fifo", "replaces its result files by named pipes (an open() of one never returns)",
+               attack("fifo"), loses=_layers_processes(), hostile=True),
+        Sample("hostile-bomb", "replaces its result files by decompression bombs (300 MiB of zeros in 300 kB)",
+               attack("bomb"), loses=_layers_processes(), hostile=True),
+        Sample("hostile-hog", "relu_forward starts 60 processes that spin forever, and spins itself",
+               bug_bodies("layers.py", HOG), loses={"q1-relu-test": "all"}, hostile=True),
     ]
     # A bug in code the course's profile gives (the seed's temporal_softmax_loss) is no student's bug.
     given = set(load_registry().given)
@@ -254,6 +278,20 @@ def _question_cases(target: str, large_scale_only: bool = False) -> dict:
     return lost
 
 
+def _layers_processes() -> dict:
+    """Every group of a sandboxed process that imports the student's layers.py (hidden.batches: a
+    batch whose groups need it, or whose oracle installs into it): what an attack run on import of
+    layers.py, lasting for its process, costs."""
+    from .autograde import policy
+    from .autograde.hidden import batches
+    needs = set(_groups_using_layers())
+    lost = {}
+    for families, _, members in batches(list(_groups().values()), policy.load(load_registry())):
+        if families or any(g.grade_id in needs for g in members):
+            lost.update({g.grade_id: "all" for g in members})
+    return lost
+
+
 def _groups_using_layers() -> list[str]:
     """Groups whose code needs the student's hwlib/layers.py: its layers, the classifiers (which import
     softmax_loss and the convolution layers from it) and the captioning model (which imports fc from
@@ -282,10 +320,17 @@ def _cases_where(condition) -> dict:
     return out
 
 
-def write_samples(dest: Path, as_zip: bool = False, release: Path = RELEASE / ASSIGNMENT) -> list[Sample]:
+def write_samples(dest: Path, as_zip: bool = False, release: Path = RELEASE / ASSIGNMENT,
+                  only=None, hostile: bool = True) -> list[Sample]:
+    """Write the samples (``only``: those students; ``hostile=False``: none whose code attacks the
+    grader, for a machine without full isolation) to ``dest``; return them."""
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
-    made = samples(release)
+    every = samples(release)
+    made = [s for s in every if (only is None or s.student in only) and (hostile or not s.hostile)]
+    for left_out in {s.student for s in every} - {s.student for s in made}:   # from an earlier run: gone
+        shutil.rmtree(dest / left_out, ignore_errors=True)
+        (dest / f"{left_out}_{ASSIGNMENT}.zip").unlink(missing_ok=True)
     for sample in made:
         if as_zip:
             with zipfile.ZipFile(dest / f"{sample.student}_{ASSIGNMENT}.zip", "w", zipfile.ZIP_DEFLATED) as zf:

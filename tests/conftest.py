@@ -12,6 +12,18 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 
+def pytest_configure(config):
+    """On a machine without full sandbox isolation (no bubblewrap) the grading tests grade the samples
+    whose code is harmless with ``--allow-weak-isolation`` (job.Settings reads this variable), as an
+    instructor who chose it would; the hostile samples are left out there (test_grading_autograde). Under
+    ``CI=true`` nothing is allowed: CI must grade in the real sandbox, and its sandbox tests fail without it."""
+    if os.environ.get("CI") == "true":
+        return
+    from grading.autograde.sandbox import isolation
+    if isolation()["level"] != "full":
+        os.environ["HW4_ALLOW_WEAK_ISOLATION"] = "1"
+
+
 @pytest.fixture
 def rng(request) -> np.random.Generator:
     """A generator seeded from the test's name: reproducible across runs, different across tests."""

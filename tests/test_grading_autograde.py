@@ -9,7 +9,9 @@ from __future__ import annotations
 import hashlib
 import html
 import json
+import os
 import re
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -26,6 +28,7 @@ from grading.autograde.notebooks import rerun_dir
 from grading.autograde.sandbox import isolation
 from grading.nbgrader.course_root import ASSIGNMENT, clone
 from grading.release.leaks import scan
+from grading.sample_code import SYMLINK_WAS_HERE
 from grading.samples import expected_points, samples, write_samples
 
 from .test_grading_release import shared_release
@@ -48,14 +51,30 @@ def _snapshot(*folders: Path) -> dict:
     return out
 
 
+def _kit_files() -> dict:
+    """Every file of the checkout but the build products, the environment and caches: what no
+    submission may change (the hostile samples aim at README.md and at new files in the checkout)."""
+    skip = {"build", ".venv", ".git", ".pytest_cache", "__pycache__", ".ruff_cache", "data"}
+    out = {}
+    for path in sorted(REPO.rglob("*")):
+        rel = path.relative_to(REPO).parts
+        if not skip & set(rel) and path.is_file() and not path.is_symlink():
+            out[str(path)] = path.stat().st_size
+    return out
+
+
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
     shared = shared_release(tmp_path_factory)
     base = tmp_path_factory.mktemp("autograde")
     course = clone(shared["course"], base / "course")
     made = samples(shared["folder"])
+    if not FULL:   # the hostile samples' code never runs without full isolation (grading refuses, by default)
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must grade with full isolation: {isolation()['reason']}")
+        made = [s for s in made if not s.hostile]
     subs = base / "submissions"
-    write_samples(subs, release=shared["folder"])
+    write_samples(subs, release=shared["folder"], only={s.student for s in made})
     # Half of them as per-student zips (doe_hw4.zip style names: no numeric LMS id, so the id is the
     # name up to the first underscore; Canvas names are graded in tests/test_grading_late_run.py).
     for sample in made[::2]:
@@ -70,10 +89,21 @@ def graded(tmp_path_factory):
     # What the hostile sample aims at: the hidden checks (grading/) and the other submissions. (Not the
     # whole repository: other work may edit it while the tests run.)
     watched = _snapshot(REPO / "grading", REPO / "course", subs)
-    settings = Settings(course=course, workers=2, execute=False, nbgrader_feedback=False, budget_scale=0.3)
-    results = autograde(subs, settings, log=lambda *a: None)
+    readme, kit = _snapshot(REPO / "README.md"), _kit_files()
+    settings = Settings(course=course, workers=2, execute=False, nbgrader_feedback=False, budget_scale=0.3,
+                        allow_weak_isolation=not FULL)
+    # Every temporary folder of the run in one place of its own, to see that none is left.
+    tmp, saved = base / "tmp", (tempfile.tempdir, os.environ.get("TMPDIR"))
+    tmp.mkdir()
+    tempfile.tempdir, os.environ["TMPDIR"] = str(tmp), str(tmp)
+    try:
+        results = autograde(subs, settings, log=lambda *a: None)
+    finally:
+        tempfile.tempdir = saved[0]
+        os.environ.pop("TMPDIR") if saved[1] is None else os.environ.__setitem__("TMPDIR", saved[1])
     return {"course": course, "samples": {s.student: s for s in made}, "results": {r.student: r for r in results},
-            "subs": subs, "watched": watched, "shared": shared}
+            "subs": subs, "watched": watched, "shared": shared, "readme": readme, "kit": kit,
+            "tmp_left": sorted(p.name for p in tmp.iterdir())}
 
 
 def _auto_scores(course: Path) -> dict:
@@ -164,6 +194,28 @@ def test_hostile_submission_is_contained(graded, tmp_path):
         assert not (place / MARKER).exists(), place
     after = _snapshot(REPO / "grading", REPO / "course", graded["subs"])
     assert after == graded["watched"], "files outside the sandbox changed during grading"
+
+
+@pytest.mark.skipif(not FULL, reason="hostile submissions are graded only with full isolation (root)")
+def test_attacks_on_the_trusted_side_are_contained_and_named(graded):
+    """Links, pipes and bombs in place of result files, PyTorch from a helper module or from the kit's
+    own references, a CPU hog: each costs its own groups (exact scores: the test above), says what it
+    did, changes no file of the kit and leaves no temporary folder; the run finishes."""
+    res = graded["results"]
+    said = {"hostile-symlink": "the result file was replaced by a symbolic link",
+            "hostile-fifo": "the result file was replaced by a named pipe",
+            "hostile-bomb": "a decompression bomb?"}
+    for name, words in said.items():
+        fc = res[name].groups["q1-fc-test"]
+        assert fc.status == "error" and words in fc.message and "0 points for this group" in fc.message, (name, fc.message)
+    for name in ("policy-torch-helper", "policy-reference", "policy-torch-conv"):
+        conv = res[name].groups["q3-conv"]
+        assert conv.points == 0 and all("graded NumPy only" in c.message for c in conv.cases), \
+            (name, [c.message for c in conv.cases])
+    assert res["hostile-hog"].groups["q1-relu-test"].status == "timeout"
+    assert _snapshot(REPO / "README.md") == graded["readme"] and _kit_files() == graded["kit"]
+    assert not (REPO / SYMLINK_WAS_HERE).exists()
+    assert graded["tmp_left"] == [], graded["tmp_left"]
 
 
 def test_feedback_explains_failures_without_leaking(graded):

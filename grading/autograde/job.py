@@ -81,7 +81,9 @@ class Settings:
     roster: Path | None = None                # the LMS's roster CSV (names, SIS ids, sections, emails)
     canvas_assignment: str | None = None      # Canvas's column for the assignment, e.g. "HW4 (123456)"
     scheduler: str | None = None              # a Dask scheduler's address: grade on its workers (distribute.py)
-    allow_weak_isolation: bool = False        # with a scheduler: workers without full isolation grade too (flagged)
+    # Grade below full isolation (here, or on Dask workers); every student graded so is flagged. Default:
+    # refused, unless $HW4_ALLOW_WEAK_ISOLATION is 1 (tests/conftest.py sets it where bubblewrap is missing).
+    allow_weak_isolation: bool = field(default_factory=lambda: os.environ.get("HW4_ALLOW_WEAK_ISOLATION") == "1")
 
 
 
@@ -119,7 +121,10 @@ def grade_submission(student: str, slot: int, settings: Settings, run_dir: Path,
         box.close()
         if not settings.keep_sandboxes:
             shutil.rmtree(workdir, ignore_errors=True)
-    return StudentResult(student, results, runs, problems, time.perf_counter() - start, checks_s, box.mode)
+    result = StudentResult(student, results, runs, problems, time.perf_counter() - start, checks_s, box.mode)
+    if box.mode != "full":
+        result.flags.append(WEAK_LOCAL_FLAG.format(level=box.mode))
+    return result
 
 
 
@@ -149,7 +154,21 @@ def autograde(source: Path, settings: Settings | None = None, log=print) -> list
         else:
             cluster, level = None, isolation()
             log(f"isolation: {level['level']}" + (f" ({level['reason']})" if level["reason"] else ""))
+            if level["level"] != "full" and not settings.allow_weak_isolation:
+                raise SystemExit(weak_isolation_refusal(level))
         return _run(source, settings, policy, cluster, log)
+
+
+WEAK_LOCAL_FLAG = "isolation: graded without full isolation ({level}), allowed by --allow-weak-isolation"
+
+
+def weak_isolation_refusal(level: dict) -> str:
+    """Why student code will not run here, and the two ways on."""
+    return (f"error: this machine gives sandbox isolation '{level['level']}', not 'full' ({level['reason'] or 'see python -m grading isolation'}): "
+            "student code would run able to read the hidden checks and the reference and to change other "
+            "submissions. Install bubblewrap (as root: apt-get install bubblewrap; python -m grading isolation "
+            "should then say 'level: full'), or pass --allow-weak-isolation to grade anyway (every student "
+            "graded so is flagged in grades.csv and the summary)")
 
 
 def _run(source: Path, settings: Settings, policy, cluster: Cluster | None, log) -> list[StudentResult]:
@@ -164,12 +183,16 @@ def _run(source: Path, settings: Settings, policy, cluster: Cluster | None, log)
                           students=set(settings.students) if settings.students else None)
     except ValueError as exc:
         raise SystemExit(f"error: {exc}") from None
+    for entry in intakes.not_graded:   # entries that are no submission (intake.py): named, never dropped
+        log(f"not graded: {entry['entry']}: {entry['reason']}")
     if not intakes:
         raise SystemExit(f"no submissions found in {source}")
     for intake in intakes:
         if intake.left_out:
-            log(f"{intake.student}: graded {Path(intake.source).name}, left out {', '.join(intake.left_out)} "
+            log(f"{intake.student}: graded {intake.submission()['source']}, left out {', '.join(intake.left_out)} "
                 "(duplicates: the latest wins)")
+        if intake.refused:
+            log(f"{intake.student}: not graded: {intake.refused}")
     problems = {i.student: list(i.problems) for i in intakes}
     submissions = {i.student: i.submission() for i in intakes}
     phases = {"intake": time.perf_counter() - t0}

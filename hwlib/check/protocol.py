@@ -2,7 +2,7 @@
 
 The trusted side writes the job into a folder the sandbox can only read (``JOB_DIR``); the sandbox
 runs the student's code on it and writes outputs into its own folder (``OUT_DIR``); the trusted side
-reads them back as hostile data (``grading/autograde/untrusted.py``, in the grader, never shipped)
+reads them back as hostile data (in the grader, never shipped)
 and judges::
 
     JOB_DIR/job.json            {grade_id: {"oracle": [family, ...],
@@ -14,7 +14,7 @@ and judges::
     OUT_DIR/<grade_id>.done written last: the group's outputs are complete
 
 Only the standard library and NumPy: the sandbox side imports this module before any student code.
-The reading of the outputs is the trusted side's (``grading/autograde/hidden.py``), not here: this
+The reading of the outputs is the trusted side's, not here: this
 module runs where the student's code can rewrite it.
 """
 
