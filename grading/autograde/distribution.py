@@ -16,12 +16,14 @@ from collections import Counter
 
 from course.registry import load as load_registry
 
-__all__ = ["histogram_png", "late_counts", "section"]
+__all__ = ["histogram_figure", "histogram_png", "late_counts", "section"]
 
 
-def histogram_png(values: list[float], top: float, title: str) -> bytes:
-    """A small histogram of ``values`` on [0, ``top``] as PNG bytes (matplotlib's Agg canvas, no pyplot)."""
+def histogram_figure(values: list[float], top: float, title: str):
+    """A small histogram of ``values`` on [0, ``top``] (a matplotlib ``Figure``, no pyplot); the axis
+    of students has whole-number ticks only."""
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     fig = Figure(figsize=(4.2, 2.4), dpi=90)
     ax = fig.add_subplot()
@@ -31,10 +33,16 @@ def histogram_png(values: list[float], top: float, title: str) -> bytes:
     ax.set_title(title, fontsize=9)
     ax.set_xlabel("points", fontsize=8)
     ax.set_ylabel("students", fontsize=8)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.tick_params(labelsize=7)
     fig.tight_layout()
+    return fig
+
+
+def histogram_png(values: list[float], top: float, title: str) -> bytes:
+    """:func:`histogram_figure` as PNG bytes (matplotlib's Agg canvas)."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png")
+    histogram_figure(values, top, title).savefig(buf, format="png")
     return buf.getvalue()
 
 

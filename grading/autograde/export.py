@@ -16,15 +16,22 @@ A **roster** is any CSV with a header naming some of ``Student``/``Name``, ``Fir
 ``ID``, ``SID``, ``SIS User ID``, ``SIS Login ID``, ``Email``, ``Section`` (Canvas's gradebook export
 qualifies); a row belongs to a student when one of its id columns equals the student id or its numeric
 part. Students not in the roster are still written, from their id alone, and listed in the log.
+Both sides are compared in Unicode normal form NFC (intake's ids are NFC; a roster saved on a Mac may
+spell ``José`` decomposed), and a roster value also matches as the id intake makes of it (a login
+``a b`` matches the id ``a-b~<hash>``: grading/autograde/intake.py). The files are written in UTF-8.
 """
 
 from __future__ import annotations
 
 import csv
 import re
+import unicodedata
+from functools import lru_cache
 from pathlib import Path
 
 from course.registry import load as load_registry
+
+from .intake import student_id_of
 
 __all__ = ["FORMATS", "FILES", "parse_formats", "lms_user_id", "read_roster", "write"]
 
@@ -64,12 +71,22 @@ def read_roster(path: Path) -> list[dict]:
     return [r for r in rows if not (r.get("Student") or "").strip().startswith("Points Possible")]
 
 
+def _nfc(text: str) -> str:
+    return unicodedata.normalize("NFC", text.strip())
+
+
+@lru_cache(maxsize=None)
+def _forms(value: str) -> frozenset:
+    """What a roster value matches: itself (NFC), an email's local part, and the id intake makes of it."""
+    value = _nfc(value)
+    forms = {value} | ({value.split("@")[0]} if "@" in value else set())
+    return frozenset(forms | {student_id_of(v) for v in forms if v}) - {""}
+
+
 def _entry(roster: list[dict], student: str) -> dict | None:
-    keys = {student, lms_user_id(student)} - {""}
+    keys = {_nfc(student), lms_user_id(student)} - {""}
     for row in roster:
-        values = {(row.get(c) or "").strip() for c in _ID_COLUMNS}
-        values |= {v.split("@")[0] for v in values if "@" in v}
-        if keys & values:
+        if any(keys & _forms(row.get(c) or "") for c in _ID_COLUMNS):
             return row
     return None
 
@@ -93,7 +110,7 @@ def _canvas_column(roster: list[dict] | None, canvas_assignment: str | None, ass
 
 
 def _canvas(rows: list[dict], path: Path, roster, column: str) -> None:
-    with open(path, "w", newline="") as fh:
+    with open(path, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(["Student", "ID", "SIS User ID", "SIS Login ID", "Section", column])
         for row in rows:
@@ -107,7 +124,7 @@ def _canvas(rows: list[dict], path: Path, roster, column: str) -> None:
 def _gradescope(rows: list[dict], path: Path, roster) -> None:
     points = load_registry()
     questions = [(q, f"{q}: {question.title} ({question.points:.1f} pts)") for q, question in points.questions.items()]
-    with open(path, "w", newline="") as fh:
+    with open(path, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(["Name", "SID", "Email", "Total Score", "Max Points", "Late Penalty", *(h for _, h in questions)])
         for row in rows:

@@ -7,8 +7,9 @@
   hidden checks' source nor the reference code appears: only messages and numbers.
 * :func:`export_csv`: ``grades.csv``, one row per student, points per question (derivations count
   once a TA has graded them; ``manual_pending`` says how many are still open).
-* :func:`class_summary`: ``summary.html``: pass rate of every hidden case, most common failures,
-  timeouts and crashes, mean points per question.
+* :func:`class_summary`: ``summary.html``: what was not graded (entries of the submissions folder that
+  are no submission, refused submissions, older duplicates left out), pass rate of every hidden case,
+  most common failures (counted in students), timeouts and crashes, mean points per question.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from course.registry import load as load_registry
 from ..nbgrader.course_root import ASSIGNMENT, run_converter
 from . import deadlines, distribution, rerun
 from .gradebook import gradebook, load_results
+from .intake import not_graded as intake_not_graded
 from .policy import flags as policy_flags
 
 __all__ = ["generate", "feedback_one", "student_report", "export_csv", "scores", "class_summary"]
@@ -199,14 +201,27 @@ def _pattern(message: str) -> str:
     return text[:160]
 
 
+def _not_graded(course: Path, results: dict) -> list[tuple[str, str]]:
+    """``(entry or student, why)`` for everything of the last intake that was not graded: entries that
+    are no submission (intake.py's ``not_graded.json``), refused submissions, duplicates left out."""
+    out = [(e.get("entry", "?"), e.get("reason", "")) for e in intake_not_graded(course)]
+    for student, res in sorted(results.items()):
+        submission = res.get("submission") or {}
+        if submission.get("refused"):
+            out.append((f"{student} ({submission.get('source', '')})", f"refused: {submission['refused']}"))
+        out.extend((name, f"an older submission of {student}: the latest wins")
+                   for name in submission.get("left_out", []))
+    return out
+
+
 def class_summary(course: Path) -> Path:
     points = load_registry()
     results = load_results(course)
     rows = scores(course)
     n = len(results)
     passes, totals, statuses = defaultdict(int), defaultdict(int), Counter()
-    messages = Counter()
-    for res in results.values():
+    failing = defaultdict(set)    # (cell, message pattern) -> the students with such a failure (not cases)
+    for student, res in results.items():
         for gid, g in res["groups"].items():
             if g["status"] != "ok":
                 statuses[(gid, g["status"])] += 1
@@ -214,9 +229,13 @@ def class_summary(course: Path) -> Path:
                 totals[(gid, c["id"])] += 1
                 passes[(gid, c["id"])] += int(c["passed"])
                 if not c["passed"]:
-                    messages[(gid, _pattern(c["message"]))] += 1
-    parts = [f"<p>{n} submission(s).</p><h2>Mean points per question</h2><table><tr><th>question</th><th>mean</th>"
-             "<th>max</th></tr>"]
+                    failing[(gid, _pattern(c["message"]))].add(student)
+    parts = [f"<p>{n} submission(s).</p>"]
+    skipped = _not_graded(course, results)
+    if skipped:
+        parts.append("<h2>Not graded</h2><table><tr><th>entry</th><th>why</th></tr>" + "".join(
+            f"<tr><td>{_e(entry)}</td><td>{_e(why)}</td></tr>" for entry, why in skipped) + "</table>")
+    parts.append("<h2>Mean points per question</h2><table><tr><th>question</th><th>mean</th><th>max</th></tr>")
     for q, question in points.questions.items():
         mean = sum(r[q] for r in rows) / len(rows) if rows else 0.0
         parts.append(f"<tr><td>{_e(q)} {_e(question.title)}</td><td>{mean:.1f}</td><td>{question.points:g}</td></tr>")
@@ -226,15 +245,15 @@ def class_summary(course: Path) -> Path:
     for (gid, cid), total in sorted(totals.items()):
         parts.append(f"<tr><td>{_e(gid)}</td><td>{_e(cid)}</td><td>{passes[(gid, cid)]}/{total}"
                      f" ({100 * passes[(gid, cid)] / total:.0f}%)</td></tr>")
-    parts.append("</table><h2>Most common failures</h2><table><tr><th>cell</th><th>message</th><th>count</th></tr>")
-    for (gid, msg), count in messages.most_common(15):
-        parts.append(f"<tr><td>{_e(gid)}</td><td><code>{_e(msg)}</code></td><td>{count}</td></tr>")
+    parts.append("</table><h2>Most common failures</h2><table><tr><th>cell</th><th>message</th><th>students</th></tr>")
+    for (gid, msg), who in sorted(failing.items(), key=lambda kv: (-len(kv[1]), kv[0]))[:15]:
+        parts.append(f"<tr><td>{_e(gid)}</td><td><code>{_e(msg)}</code></td><td>{len(who)}</td></tr>")
     parts.append("</table>")
     if statuses:
-        parts.append("<h2>Timeouts and crashes</h2><table><tr><th>cell</th><th>status</th><th>count</th></tr>")
+        parts.append("<h2>Timeouts and crashes</h2><table><tr><th>cell</th><th>status</th><th>students</th></tr>")
         for (gid, status), count in sorted(statuses.items()):
             parts.append(f"<tr><td>{_e(gid)}</td><td>{_e(status)}</td><td>{count}</td></tr>")
         parts.append("</table>")
     path = Path(course) / "summary.html"
-    path.write_text(_page("HW4 class summary", "\n".join(parts)))
+    path.write_text(_page("HW4 class summary", "\n".join(parts)), encoding="utf-8")
     return path
