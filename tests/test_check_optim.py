@@ -79,9 +79,9 @@ def test_the_sandbox_runner_earns_the_reference_every_point(tmp_path, monkeypatc
     protocol.write_job(tmp_path, hidden.job([group], inputs_of))
     env = {"PATH": os.environ.get("PATH", ""), "HW4_SITE_PACKAGES": os.pathsep.join(site_packages()),
            "OMP_NUM_THREADS": "1", "HWLIB_QUIET": "1"}
-    subprocess.run([sys.executable, "-I", "-S", f"{REPO}/grading/autograde/sandbox_runner.py", str(tmp_path), REPO,
-                    group.grade_id], env=env, check=True, timeout=300)
-    outputs, errors, problem = protocol.read_outputs(tmp_path, group.grade_id)
+    subprocess.run([sys.executable, "-I", "-S", f"{REPO}/grading/autograde/sandbox_runner.py", str(tmp_path),
+                    str(tmp_path), REPO, group.grade_id], env=env, check=True, timeout=300)
+    outputs, errors, problem = hidden.read_outputs(tmp_path, group.grade_id)
     assert not problem and not errors, (problem, errors)
     result = hidden.evaluate(group, inputs_of, outputs, errors)
     assert result.points == group.points == 4, [(c.id, c.message) for c in result.cases if not c.passed]
@@ -241,7 +241,8 @@ def test_the_watch_record_survives_the_protocol(tmp_path, monkeypatch):
     assert received["config"] == sent["config"]
     monkeypatch.setattr(optim, "sgd_momentum", momentum_in_place)
     protocol.write_outputs(tmp_path, "g", {"c": protocol.flatten(check.run("sgd_momentum", received))}, {})
-    back = protocol.read_outputs(tmp_path, "g")[0]["c"]
+    from grading.autograde import hidden
+    back = hidden.read_outputs(tmp_path, "g")[0]["c"]
     with pytest.raises(AssertionError, match="sgd_momentum changed its input w in place"):
         check.judge("sgd_momentum", back, check.reference("sgd_momentum", sent), sent)
 
