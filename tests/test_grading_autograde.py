@@ -212,6 +212,7 @@ def test_attacks_on_the_trusted_side_are_contained_and_named(graded):
         conv = res[name].groups["q3-conv"]
         assert conv.points == 0 and all("graded NumPy only" in c.message for c in conv.cases), \
             (name, [c.message for c in conv.cases])
+    assert any("hwlib/fastconv.py" in p["message"] for p in res["policy-torch-helper"].groups["q3-conv"].policy)
     assert res["hostile-hog"].groups["q1-relu-test"].status == "timeout"
     assert _snapshot(REPO / "README.md") == graded["readme"] and _kit_files() == graded["kit"]
     assert not (REPO / SYMLINK_WAS_HERE).exists()

@@ -25,7 +25,7 @@ from grading.autograde.sandbox import Sandbox, isolation
 # PyTorch is out of a NumPy-only group's reach only in a bubblewrap sandbox (full isolation); CI must have one.
 FULL = isolation()["level"] == "full" or os.environ.get("CI") == "true"
 needs_sandbox = pytest.mark.skipif(not FULL, reason=f"no full isolation here: {isolation()['reason']}")
-from grading.sample_code import TORCH_CONV
+from grading.sample_code import CONV_BY_HELPER, TORCH_CONV, TORCH_HELPER
 from grading.samples import replace_region, unmark
 
 
@@ -96,6 +96,16 @@ def test_what_the_policy_allows(tmp_path, rules, registry):
         cache = (x, w)
     """}
     assert broken(submission(tmp_path, changes, "\nimport torch  # noqa: F401 (left over)\n"), rules, registry) == {}
+
+
+def test_a_helper_module_of_the_students_own_is_read_too(tmp_path, rules, registry):
+    """The convolution by PyTorch in hwlib/fastconv.py, imported inside conv_forward: the scan reads
+    every module of the submission and follows the import into it."""
+    folder = submission(tmp_path, CONV_BY_HELPER)
+    (folder / "hwlib" / "fastconv.py").write_text(TORCH_HELPER)
+    found = {v.rule.task: v for v in policy.check(folder, rules, registry=registry)}
+    assert set(found) == {"conv"} and found["conv"].consequence == "zero"
+    assert "uses torch: hwlib/fastconv.py:6 in conv2d" in found["conv"].message
 
 
 def test_code_the_source_cannot_tell_is_flagged_for_review(tmp_path, rules, registry):
@@ -191,3 +201,45 @@ def test_a_torch_wrapper_gets_no_points_and_the_policy_says_why(tmp_path):
     saved = {"groups": {"q3-conv": {"policy": conv.policy}}}
     assert policy.flags(saved) == ["policy: Q3 conv breaks NumPy only (no points for this task)"]
 
+
+
+# --- time budgets: a neighbour's CPU hog costs no budget (hidden.Clock) ---------------------------------
+
+SLOW_CONV = '''
+
+_conv_forward = conv_forward
+
+
+def conv_forward(x, w):
+    """Right, and slow: 0.3 s of this process's CPU time per call (whatever else the machine runs)."""
+    import time
+    start = time.process_time()
+    while time.process_time() - start < 0.3:
+        pass
+    return _conv_forward(x, w)
+'''
+
+
+def test_a_neighbours_cpu_hog_costs_no_budget(tmp_path):
+    """A group's budget is charged net of the time its runner waited for a CPU: a correct but slow
+    conv, given a budget of twice its time alone, keeps every point with five processes spinning
+    beside it, though its wall-clock time then passes that budget (where a wall-clock budget fails it)."""
+    if (os.cpu_count() or 1) > 4:
+        pytest.skip("five spinning processes do not slow a group down on more than 4 cores")
+    gid = "q3-conv"
+    group = hidden.load()[gid]
+    alone = graded(tmp_path / "alone", {}, (gid,), extra=SLOW_CONV)[gid]
+    assert alone.points == alone.max_points and alone.wall_s > 0.5, (alone.message, alone.wall_s)
+    scale = 2 * alone.wall_s / group.budget_s               # a budget of twice its time alone
+    # Each spinner in a session of its own, as each sandbox is: the kernel's autogroups share the CPUs
+    # between sessions, so spinners of one session would slow the group down much less.
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True) for _ in range(5)]
+    try:
+        hogged = graded(tmp_path / "hogged", {}, (gid,), extra=SLOW_CONV, budget_scale=scale)[gid]
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+    budget = group.budget_s * scale
+    assert hogged.points == hogged.max_points, (hogged.status, hogged.message, hogged.wall_s, budget)
+    assert hogged.wall_s > budget, f"the hog did not slow the group down ({hogged.wall_s:.2f} s, budget {budget:.2f} s)"

@@ -223,6 +223,8 @@ def _read(modules, scan: ModuleScan, fn: Function, todo: list, found: Reach, sto
     where = f"{scan.path}:{{}} in {fn.qualname}"
     found.evidence += [(dotted, where.format(line)) for dotted, line in fn.imports]
     found.dynamic += [(what, where.format(line)) for what, line in fn.dynamic]
+    for dotted, _ in fn.imports:              # a helper imported inside the function is followed too
+        _follow_import(modules, dotted, todo, stop)
     cls = fn.qualname.split(".")[0] if "." in fn.qualname else None
     if cls:
         todo += [(scan.name, f"{cls}.{attr}") for attr in fn.self_reads
