@@ -86,13 +86,18 @@ class StepFailed(RuntimeError):
 
 
 def summary_lines(executed: Path) -> list[str]:
-    """The ``Data:`` and ``RESULT`` lines a notebook printed."""
+    """The ``Data:`` and ``RESULT`` lines a notebook printed, with what a RESULT line's next line says
+    of it in parentheses (what the figure means on the data used)."""
     nb = nbformat.read(executed, as_version=4)
     lines = []
     for cell in nb.cells:
         for output in cell.get("outputs", []):
             text = output.get("text", "") if output.get("output_type") == "stream" else ""
-            lines += [line.strip() for line in text.splitlines() if line.strip().startswith(("Data:", "RESULT"))]
+            after_result = False
+            for line in (raw.strip() for raw in text.splitlines()):
+                if line.startswith(("Data:", "RESULT")) or (after_result and line.startswith("(")):
+                    lines.append(line)
+                after_result = line.startswith("RESULT")
     return lines
 
 

@@ -23,10 +23,12 @@ def _executed(path, outputs):
 def test_summary_lines_are_the_printed_data_and_result_lines(tmp_path):
     path = _executed(tmp_path / "nb.ipynb", [
         nbformat.v4.new_output("stream", name="stdout",
-                               text="Data: MNIST, the full set from /x\nepoch 1\n  RESULT Q3 ConvNet: test accuracy 0.99\n"),
+                               text="Data: MNIST, the full set from /x\nepoch 1\n  RESULT Q3 ConvNet: test accuracy 0.99\n"
+                                    "    (what it means on this data)\n(not after a RESULT line)\n"),
         nbformat.v4.new_output("execute_result", data={"text/plain": "RESULT not printed"}, execution_count=1),
     ])
-    assert run.summary_lines(path) == ["Data: MNIST, the full set from /x", "RESULT Q3 ConvNet: test accuracy 0.99"]
+    assert run.summary_lines(path) == ["Data: MNIST, the full set from /x", "RESULT Q3 ConvNet: test accuracy 0.99",
+                                       "(what it means on this data)"]
 
 
 @pytest.fixture
