@@ -360,3 +360,21 @@ def test_without_root_the_sandbox_holds(tmp_path):
     seen = json.loads(out["stdout"].strip().splitlines()[-1])
     assert seen["uid"] == NOBODY and not seen["kit"] and seen["net"] == "lo", seen
     assert max(int(p) for p in seen["pids"] if p.isdigit()) < 10, seen
+
+
+def test_grading_below_full_isolation_is_refused_unless_allowed(tmp_path, monkeypatch):
+    """No bubblewrap here: autograde stops before anything runs, naming the two ways on."""
+    from grading.autograde import job
+    weak = {"level": "limits", "reason": "bubblewrap is not installed (apt-get install bubblewrap)"}
+    monkeypatch.setattr(job, "isolation", lambda: weak)
+    logged = []
+    with pytest.raises(SystemExit) as stop:
+        job.autograde(tmp_path / "submissions", job.Settings(course=tmp_path / "course", allow_weak_isolation=False),
+                      log=logged.append)
+    message = str(stop.value)
+    assert "apt-get install bubblewrap" in message and "--allow-weak-isolation" in message, message
+    assert logged == ["isolation: limits (bubblewrap is not installed (apt-get install bubblewrap))"]
+    # Allowed, it goes on (here to the next check: no course released in tmp_path).
+    with pytest.raises(SystemExit, match="no released assignment"):
+        job.autograde(tmp_path / "submissions", job.Settings(course=tmp_path / "course", allow_weak_isolation=True),
+                      log=logged.append)

@@ -134,6 +134,12 @@ def autograde(source: Path, settings: Settings | None = None, log=print) -> list
     settings = settings or Settings()
     course = Path(settings.course).resolve()
     settings.course = course
+    level = None
+    if not settings.scheduler:   # student code runs here: first of all, the sandbox must hold (Dask: its workers')
+        level = isolation()
+        log(f"isolation: {level['level']}" + (f" ({level['reason']})" if level["reason"] else ""))
+        if level["level"] != "full" and not settings.allow_weak_isolation:
+            raise SystemExit(weak_isolation_refusal(level))
     if not (course / "gradebook.db").exists() or not (course / "release" / ASSIGNMENT).is_dir():
         raise SystemExit(f"no released assignment in {course}: run `make release` (python -m grading release) first")
     configured = load_config(course).CourseDirectory.get("root")
@@ -152,10 +158,7 @@ def autograde(source: Path, settings: Settings | None = None, log=print) -> list
         if settings.scheduler:  # the workers' isolation is what counts: vetted before anything is written
             cluster = stack.enter_context(Cluster(settings.scheduler, settings.allow_weak_isolation, log))
         else:
-            cluster, level = None, isolation()
-            log(f"isolation: {level['level']}" + (f" ({level['reason']})" if level["reason"] else ""))
-            if level["level"] != "full" and not settings.allow_weak_isolation:
-                raise SystemExit(weak_isolation_refusal(level))
+            cluster = None
         return _run(source, settings, policy, cluster, log)
 
 
@@ -164,9 +167,9 @@ WEAK_LOCAL_FLAG = "isolation: graded without full isolation ({level}), allowed b
 
 def weak_isolation_refusal(level: dict) -> str:
     """Why student code will not run here, and the two ways on."""
-    return (f"error: this machine gives sandbox isolation '{level['level']}', not 'full' ({level['reason'] or 'see python -m grading isolation'}): "
-            "student code would run able to read the hidden checks and the reference and to change other "
-            "submissions. Install bubblewrap (as root: apt-get install bubblewrap; python -m grading isolation "
+    reason = level["reason"] or "see python -m grading isolation"
+    return (f"error: this machine gives sandbox isolation '{level['level']}', not 'full' ({reason}): student "
+            "code would run able to read the hidden checks and the reference and to change other submissions. Install bubblewrap (as root: apt-get install bubblewrap; python -m grading isolation "
             "should then say 'level: full'), or pass --allow-weak-isolation to grade anyway (every student "
             "graded so is flagged in grades.csv and the summary)")
 
