@@ -11,10 +11,8 @@ Conventions (as in cs231n's ``layers.py``):
   (every ``*_backward`` checks its cache first); a call that would need more memory than the
   machine has raises ``MemoryError`` at once, before allocating anything (``hwlib.validation``).
 
-Everything is vectorized: no Python loop over samples, channels, filters or output pixels.
-The only loops run over kernel offsets (im2col and col2im in the convolution) or pooling-window
-offsets, one strided copy or operation each, which is faster than the alternatives for the
-kit's shapes (see ``bench/``).
+Vectorize: no Python loop over samples, channels, filters or output pixels. A loop over the few
+offsets of a kernel or a pooling window, each step one whole-array operation, is fine (and fast).
 
 Code between ``### BEGIN SOLUTION`` and ``### END SOLUTION`` is what students write; the
 student release replaces each such region with ``raise NotImplementedError``.

@@ -31,7 +31,7 @@ An unknown key (a typo like ``learning_rat``) raises ``ValueError`` naming it, i
 silently ignored while the default learning rate trains the model.
 
 In the course's ``seed`` profile the update rules are given code (students use them through the
-Solver, as in the homework). In its ``extended`` profile (course/course.toml) students write the core
+Solver, as in the homework). In the course's ``extended`` profile students write the core
 of ``sgd_momentum``, ``rmsprop`` and ``adam``: the code between ``### BEGIN SOLUTION`` and
 ``### END SOLUTION``, which that profile's student release replaces with a stub for them to fill in.
 """

@@ -46,7 +46,7 @@ __all__ = ["Finding", "Report", "Stub", "locked_cell_edits", "notebook_question"
            "unanswered_cells", "find_stubs", "compare_runs", "run_notebook", "check_folder", "write_zip", "main"]
 
 NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
-# The release's stub message (grading/release/strip.py): "fc_forward is yours to write (Q1: 10 points ...); ..."
+# The release's stub message: "fc_forward is yours to write (Q1: 10 points ...); ..."
 STUB_MESSAGE = re.compile(r"^\s*(?P<function>[\w.]+) is yours to write \((?P<question>Q\d+)\b")
 # What nbgrader leaves in a solution cell of the release.
 PLACEHOLDERS = ("YOUR ANSWER HERE", "raise NotImplementedError()")

@@ -49,7 +49,7 @@ def student_modules(course: Path = COURSE) -> list[str]:
 
 
 def assemble(course: Path = COURSE) -> Path:
-    """(Re)build ``course/source`` and ``course/nbgrader_config.py`` from the kit; return the course root."""
+    """(Re)build ``<course>/source`` and ``<course>/nbgrader_config.py`` from the kit; return the course root."""
     course = Path(course).resolve()
     source = course / "source" / ASSIGNMENT
     if source.exists():
