@@ -18,7 +18,7 @@ import pytest
 
 from course.registry import PROFILE_ENV, load
 from hwlib import check, optim
-from hwlib.check import protocol
+from grading.autograde import protocol
 
 REPO = check.__file__.rsplit("/hwlib/", 1)[0]
 RULES = ("sgd_momentum", "rmsprop", "adam")

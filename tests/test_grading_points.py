@@ -84,7 +84,7 @@ def test_hidden_cases_differ_from_the_public_ones():
 def _outputs_in_process(group, inputs_of) -> dict:
     """What the sandbox runner writes for ``group`` (no sandbox, no oracle), read back as the grader does."""
     from hwlib import check
-    from hwlib.check import protocol
+    from grading.autograde import protocol
     return {case.id: protocol.flatten(check.run(case.target, inputs_of[(group.grade_id, case.id)]))
             for case in group.cases}
 

@@ -52,8 +52,8 @@ def test_layout(release):
     names = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
     assert {nb.name for nb in source_notebooks()} <= set(names)
     assert {"README.md", "environment.yml", "environment-cpu.yml", "requirements.txt", "hwlib/__init__.py",
-            "hwlib/layers.py", "hwlib/check/__init__.py",
-            "hwlib/check/protocol.py"} <= set(names)
+            "hwlib/layers.py", "hwlib/check/__init__.py"} <= set(names)
+    assert "hwlib/check/protocol.py" not in names      # the grader's file protocol ships with the grader only
     for name in names:
         assert name.endswith((".ipynb", ".md", ".yml")) or name == "requirements.txt" or name.startswith("hwlib/") \
             or name in ("jupyter/README.md", "jupyter/settings/overrides.json"), name

@@ -20,7 +20,7 @@ from .sandbox import copy_regular_files
 
 __all__ = ["SANDBOX_SCRIPTS", "sanitize", "compose", "tools_dir"]
 
-SANDBOX_SCRIPTS = ("sandbox_runner.py", "sandbox_exec.py")
+SANDBOX_SCRIPTS = ("sandbox_runner.py", "sandbox_exec.py", "protocol.py")
 HERE = Path(__file__).resolve().parent
 # The __init__.py of a package hidden from a sandbox (isolation.py mounts it in the package's place).
 BLOCKED_PACKAGE = (

@@ -3,7 +3,7 @@
 The cases are data (the ``[hidden.<grade_id>]`` tables of ``course/questions/*.toml``); what a case's target means (its draw, the
 student's call, the reference and the verdict) is ``hwlib.check.TARGETS``, the table the public
 checks use. For one submission :func:`run_checks` writes every group's job through
-``hwlib.check.protocol``, starts ``sandbox_runner.py`` in the sandbox and watches it group by group:
+``protocol.py``, starts ``sandbox_runner.py`` in the sandbox and watches it group by group:
 a group that runs past its budget is killed and scores 0, a crash scores 0 for the group it happened
 in, and the runner restarts for the groups left. The outputs come back as arrays (no pickles) and
 are judged here, against references computed here: nothing the student's code does reaches this
@@ -28,11 +28,11 @@ from dataclasses import dataclass, field
 
 from course.registry import load as load_registry
 from hwlib import check
-from hwlib.check import protocol, watch
+from hwlib.check import watch
 
 from pathlib import Path
 
-from . import oracle, policy, untrusted
+from . import oracle, policy, protocol, untrusted
 from .sandbox import Sandbox, site_packages
 
 __all__ = ["Case", "Group", "CaseResult", "GroupResult", "load", "draw_inputs", "job",
@@ -131,7 +131,7 @@ def draw_inputs(groups: list[Group]) -> dict:
 
 
 def job(groups: list[Group], inputs_of: dict) -> dict:
-    """The job for the sandbox (:func:`hwlib.check.protocol.write_job`): targets and inputs, never
+    """The job for the sandbox (:func:`.protocol.write_job`): targets and inputs, never
     a reference or a threshold."""
     return {g.grade_id: {"oracle": list(g.oracle),
                          "cases": [{"id": c.id, "target": c.target, "inputs": inputs_of[(g.grade_id, c.id)]}

@@ -4,8 +4,8 @@ Runs inside the sandbox (``python -I -S sandbox_runner.py JOB_DIR OUT_DIR SUBMIS
 the student's code can rewrite anything in this process. The job is read from JOB_DIR (read-only), the
 outputs go to OUT_DIR; the trusted side reads them back as hostile data (``untrusted.py``). It computes no verdict and holds no expected
 value: for each group it runs every case's target with ``hwlib.check.run`` (the student's functions)
-and writes what they return, through ``hwlib.check.protocol`` (the file protocol the trusted side
-reads with the same module). ``hwlib.check.run`` gives the student's code fresh copies of the inputs
+and writes what they return, through ``protocol.py`` (the file protocol, beside this script; the
+trusted side writes the job with the same module and reads the outputs with ``untrusted.py``). ``hwlib.check.run`` gives the student's code fresh copies of the inputs
 in the layout the job asks for, and adds to the outputs the record of what each call left of its
 inputs; the trusted side judges that record against the inputs it sent. Both come from the submission, whose ``hwlib/check/`` the grader
 resets to the kit's version (a given module) before anything runs.
@@ -195,11 +195,22 @@ def run_group(group, protocol, recorder=None):
     return outputs, errors
 
 
+def _protocol():
+    """The file protocol (protocol.py beside this script), loaded by its path before any student code
+    runs: a student module of the same name cannot take its place."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "protocol.py")
+    spec = importlib.util.spec_from_file_location("hw4_protocol", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["hw4_protocol"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 def main():
     job_dir, out_dir, submission, groups = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
     _setup_path(submission)
+    protocol = _protocol()
     os.chdir(submission)
-    from hwlib.check import protocol
 
     recorder = _recorder(job_dir)
     job = protocol.read_job(job_dir)

@@ -1,21 +1,21 @@
 """The file protocol between the grader's trusted side and its sandbox, defined once for both.
 
-The trusted side writes the job into a folder the sandbox can only read (``JOB_DIR``); the sandbox
-runs the student's code on it and writes outputs into its own folder (``OUT_DIR``); the trusted side
-reads them back as hostile data (in the grader, never shipped)
-and judges::
+The trusted side writes the job into a folder the sandbox can only read (``JOB_DIR``: ``/job``); the
+sandbox runs the student's code on it and writes outputs into its own folder (``OUT_DIR``: ``/out``);
+the trusted side reads them back as hostile data (:mod:`.untrusted`, in ``hidden.read_outputs``) and
+judges::
 
-    JOB_DIR/job.json            {grade_id: {"oracle": [family, ...],
-                                    "cases": [{"id", "target", "inputs": {name: {"array": key} | {"json": value}}}]}}
-    JOB_DIR/inputs.npz  the input arrays, keyed "<grade_id>/<case id>/<name>"
-    OUT_DIR/<grade_id>.start    the sandbox began the group (its time budget runs from here)
-    OUT_DIR/<grade_id>.npz  the outputs, keyed "<case id>/<output>" (numbers only: read without pickles)
+    JOB_DIR/job.json                {grade_id: {"oracle": [family, ...],
+                                        "cases": [{"id", "target", "inputs": {name: {"array": key} | {"json": value}}}]}}
+    JOB_DIR/inputs.npz              the input arrays, keyed "<grade_id>/<case id>/<name>"
+    OUT_DIR/<grade_id>.start        the sandbox began the group (its time budget runs from here)
+    OUT_DIR/<grade_id>.npz          the outputs, keyed "<case id>/<output>" (numbers only: read without pickles)
     OUT_DIR/<grade_id>.errors.json  {case id or "*" (the whole group): {"type", "message", "where"}}
-    OUT_DIR/<grade_id>.done written last: the group's outputs are complete
+    OUT_DIR/<grade_id>.done         written last: the group's outputs are complete
 
-Only the standard library and NumPy: the sandbox side imports this module before any student code.
-The reading of the outputs is the trusted side's, not here: this
-module runs where the student's code can rewrite it.
+Only the standard library and NumPy. The grader only: it is copied beside ``sandbox_runner.py`` into
+the sandbox's tools folder (``compose.tools_dir``), which loads it before any student code; it never
+ships to students.
 """
 
 from __future__ import annotations
