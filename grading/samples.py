@@ -42,7 +42,8 @@ class Sample:
     loses: dict = field(default_factory=dict)    # grade_id -> "all" | tuple of case ids
     answered: bool = True                        # derivations filled in (graded by hand later)
     missing_notebooks: tuple = ()                # notebooks not in the submission (or unreadable)
-    hostile: bool = False
+    hostile: bool = False                        # its code attacks the grader: run only with full isolation
+    needs_full: bool = False                     # its expected score holds only where the sandbox hides PyTorch
     needs: tuple = ()                            # functions it gets wrong: it exists where one is assigned
 
 
@@ -213,7 +214,7 @@ def samples(release: Path = RELEASE / ASSIGNMENT) -> list[Sample]:
                with_layers(layers_with(FORMULA_CONV))),
         Sample("policy-torch-conv", "conv_forward and conv_backward by torch.nn.functional: right values, "
                                     "but Q3 is NumPy only (not installed where Q3 runs)",
-               with_layers(layers_with(TORCH_CONV)), loses=_cases_with_target("conv", "ConvNet.loss")),
+               with_layers(layers_with(TORCH_CONV)), loses=_cases_with_target("conv", "ConvNet.loss"), needs_full=True),
         Sample("policy-torch-helper", "the convolution by torch.nn.functional in a helper module of its own "
                                       "(hwlib/fastconv.py) that layers.py imports",
                {**with_layers(layers_with(CONV_BY_HELPER)), HELPER_MODULE: TORCH_HELPER.encode()},
@@ -323,11 +324,12 @@ def _cases_where(condition) -> dict:
 def write_samples(dest: Path, as_zip: bool = False, release: Path = RELEASE / ASSIGNMENT,
                   only=None, hostile: bool = True) -> list[Sample]:
     """Write the samples (``only``: those students; ``hostile=False``: none whose code attacks the
-    grader, for a machine without full isolation) to ``dest``; return them."""
+    grader or whose score needs the full sandbox, for a machine without full isolation) to ``dest``;
+    return them."""
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     every = samples(release)
-    made = [s for s in every if (only is None or s.student in only) and (hostile or not s.hostile)]
+    made = [s for s in every if (only is None or s.student in only) and (hostile or not (s.hostile or s.needs_full))]
     for left_out in {s.student for s in every} - {s.student for s in made}:   # from an earlier run: gone
         shutil.rmtree(dest / left_out, ignore_errors=True)
         (dest / f"{left_out}_{ASSIGNMENT}.zip").unlink(missing_ok=True)

@@ -72,7 +72,7 @@ def graded(tmp_path_factory):
     if not FULL:   # the hostile samples' code never runs without full isolation (grading refuses, by default)
         if os.environ.get("CI") == "true":
             pytest.fail(f"CI must grade with full isolation: {isolation()['reason']}")
-        made = [s for s in made if not s.hostile]
+        made = [s for s in made if not (s.hostile or s.needs_full)]
     subs = base / "submissions"
     write_samples(subs, release=shared["folder"], only={s.student for s in made})
     # Half of them as per-student zips (doe_hw4.zip style names: no numeric LMS id, so the id is the
@@ -264,8 +264,10 @@ def executed(graded):
     before = {name: dict(vals) for name, vals in _auto_scores(graded["course"]).items()}
     subs = graded["subs"].parent / "executed"
     subs.mkdir()
-    wanted = ("release", "crash", "hostile")
-    write_samples(subs, release=graded["shared"]["folder"])
+    # With full isolation also the hostile ones: the original, and the one planting links where the
+    # grader once wrote each notebook's parameters (the notebooks run after the hidden checks).
+    wanted = ("release", "crash") + (("hostile", "hostile-symlink") if FULL else ())
+    write_samples(subs, release=graded["shared"]["folder"], only=set(wanted))
     for entry in subs.iterdir():
         if entry.is_dir() and entry.name not in wanted:
             for path in sorted(entry.rglob("*"), reverse=True):

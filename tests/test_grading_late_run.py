@@ -165,7 +165,9 @@ def test_an_override_changes_the_grade_without_a_regrade(run):
         export.write(run["course"], "plain", log=lambda *a: None)
         row = _rows(run["course"])["late_1001"]
         assert (row["total"], row["late_days"]) == (run["P"], 0)
-        assert row["time_source"] == "overrides file: LMS outage, confirmed" and not row["flags"]
+        assert row["time_source"] == "overrides file: LMS outage, confirmed"
+        # No late flag left (a machine without bubblewrap adds its isolation flag to every row).
+        assert not [f for f in row["flags"] if not f.startswith("isolation:")], row["flags"]
     finally:
         times.unlink()
 
