@@ -156,7 +156,14 @@ def page(browser, lab):
 
 
 def _shut_down_kernels(url: str) -> None:
-    """Stop every kernel the test started (a notebook's kernel outlives its browser tab)."""
+    """Stop every kernel the test started (a notebook's kernel outlives its browser tab). The sessions
+    go first, as JupyterLab's "Shut Down All" does: a session left pointing at a deleted kernel makes
+    the next page that opens the notebook ask for a kernel instead of starting one."""
+    with urllib.request.urlopen(f"{url}/api/sessions?token={TOKEN}") as answer:
+        sessions = json.load(answer)
+    for session in sessions:
+        request = urllib.request.Request(f"{url}/api/sessions/{session['id']}?token={TOKEN}", method="DELETE")
+        urllib.request.urlopen(request).close()
     with urllib.request.urlopen(f"{url}/api/kernels?token={TOKEN}") as answer:
         kernels = json.load(answer)
     for kernel in kernels:
