@@ -30,17 +30,23 @@ def main(argv=None) -> int:
     ag = sub.add_parser("autograde", help="grade a folder of submissions")
     ag.add_argument("source", type=Path, help="submissions: <student>/hw4/ folders or <student>_....zip files")
     ag.add_argument("--course", type=Path, default=COURSE)
-    ag.add_argument("--workers", type=int, default=2, help="submissions graded in parallel (default 2)")
+    defaults = _settings_defaults()
+    ag.add_argument("--workers", type=int, default=defaults.workers,
+                    help="submissions graded in parallel (default: %(default)s)")
     ag.add_argument("--no-execute", action="store_true", help="do not run the notebooks (hidden checks only)")
-    ag.add_argument("--cell-timeout", type=float, default=60.0, help="seconds per notebook cell (default 60)")
-    ag.add_argument("--notebook-budget", type=float, default=900.0, help="seconds per notebook (default 900)")
+    ag.add_argument("--cell-timeout", type=float, default=defaults.cell_timeout,
+                    help="seconds per notebook cell (default: %(default)s)")
+    ag.add_argument("--notebook-budget", type=float, default=defaults.notebook_budget,
+                    help="seconds per notebook (default: %(default)s)")
     ag.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
-                    help="notebook parameter for the run (default profile=quick); repeat for more")
+                    help="notebook parameter for the run, over the defaults "
+                         f"{', '.join(f'{k}={v}' for k, v in defaults.parameters.items())}; repeat for more")
     ag.add_argument("--notebooks", default=None, help="comma-separated notebook stems to run (default: all)")
     ag.add_argument("--execute-only", default=None, metavar="STUDENTS",
                     help="comma-separated students whose notebooks run (default: everyone's); the hidden "
                          "checks and the scores cover every submission")
-    ag.add_argument("--budget-scale", type=float, default=1.0, help="multiply the hidden checks' time budgets")
+    ag.add_argument("--budget-scale", type=float, default=defaults.budget_scale,
+                    help="multiply the hidden checks' time budgets (default: %(default)s)")
     ag.add_argument("--reuse-checks", action="store_true",
                     help="keep each student's saved hidden-check results (re-run the notebooks and feedback only)")
     ag.add_argument("--no-nbgrader-feedback", action="store_true", help="only grading_report.html (faster)")
@@ -59,13 +65,13 @@ def main(argv=None) -> int:
     ag.add_argument("--student", action="append", default=None, metavar="ID",
                     help="grade only this student (the id as grades.csv spells it); repeat for more. The "
                          "others' results, feedback and grades stay as they are")
-    _export_options(ag, "--export")
+    _export_options(ag)
     fb = sub.add_parser("feedback", help="regenerate feedback, grade files and summary")
     fb.add_argument("--course", type=Path, default=COURSE)
-    _export_options(fb, "--export")
+    _export_options(fb)
     ex = sub.add_parser("export", help="write the grade files")
     ex.add_argument("--course", type=Path, default=COURSE)
-    _export_options(ex, "--format")
+    _export_options(ex)
     sp = sub.add_parser("samples", help="write the generated sample submissions")
     sp.add_argument("dest", type=Path)
     sp.add_argument("--zip", action="store_true", help="as per-student zips instead of folders")
@@ -78,8 +84,12 @@ def main(argv=None) -> int:
         from .release.build import build_release
         print(f"release: {build_release()}")
     elif args.command == "autograde":
+        if not args.source.is_dir():   # one line, not intake's traceback
+            why = "is not a folder" if args.source.exists() else "does not exist"
+            ag.exit(2, f"{ag.prog}: error: {args.source} {why}: expected a folder of submissions "
+                       f"(<student>/hw4/ folders or <student>_....zip files)\n")
         from .autograde.job import Settings, autograde
-        params = {"profile": "quick"}
+        params = dict(Settings().parameters)
         for item in args.param:
             name, _, value = item.partition("=")
             params[name] = _literal(value)
@@ -118,8 +128,14 @@ def main(argv=None) -> int:
     return 0
 
 
-def _export_options(parser, flag: str) -> None:
-    """The grade files' options (grading/autograde/export.py), under ``flag`` (--export or --format)."""
+def _settings_defaults():
+    """The autograder's defaults: its settings object, the one place they are written."""
+    from .autograde.job import Settings
+    return Settings()
+
+
+def _export_options(parser, flag: str = "--format") -> None:
+    """The grade files' options (grading/autograde/export.py): the same names under every command."""
     from .autograde.export import parse_formats
     parser.add_argument(flag, dest="formats", type=_checked(parse_formats), default="all",
                         metavar="FORMATS", help="grade files: plain (grades.csv), canvas, gradescope, "
