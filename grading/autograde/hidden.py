@@ -316,51 +316,73 @@ def _run_batch(box: Sandbox, groups: list[Group], inputs_of: dict, budget_scale:
     while pending:
         budget = STARTUP_S + sum(budget_of[g] for g in pending)
         argv = box.python("sandbox_runner.py", box.job_path, box.out_path, f"{box.root}/submission", *pending)
-        running = box.start(argv, timeout=WALL_FACTOR * budget, env=env, blocked=blocked, binds=binds,
-                            log_dir=box.workdir.parent / f"{box.workdir.name}.log")
-        out_dir = box.outdir
-        clock, current = Clock(running), None
-        while True:
-            for gid in list(pending):
-                if untrusted.present(out_dir / f"{gid}.done"):
-                    outputs, errors, problem = read_outputs(out_dir, gid)
-                    why = f"{problem}: 0 points for this group" if problem else ""
-                    res = evaluate(by_id[gid], inputs_of, outputs, errors, "error" if problem else "ok", why)
-                    res.wall_s = _marker_span(out_dir, gid)
-                    results[gid] = res
-                    seen = policy.read_records(out_dir, [gid])
-                    records["imports"] += seen["imports"]
-                    records["globals"].update(seen["globals"])
-                    pending.remove(gid)
-                    current = None
-            started = next((g for g in pending if untrusted.present(out_dir / f"{g}.start")), None)
-            if started and started != current:
-                current = started
-                clock.restart()
-            exited = running.poll() is not None
-            if current and (clock.charged() > budget_of[current] or clock.wall() > WALL_FACTOR * budget_of[current]):
-                running.kill()
-                over = clock.charged() > budget_of[current]
-                fail([current], "timeout", f"timed out: still running after {budget_of[current]:.0f} s "
-                     "(an infinite loop, or far too slow)" if over else
-                     f"timed out: still running after {clock.wall():.0f} s of wall-clock time, "
-                     f"{WALL_FACTOR:g} times its budget of {budget_of[current]:.0f} s (waiting, or sleeping)")
-                break
-            if not pending:
-                running.kill()
-                break
-            if exited:
-                res = running.result(False)
-                if current is not None:
-                    fail([current], "crash", _crash_message(res.returncode, res.stderr))
-                else:  # died before its first group: nothing can run
-                    fail(list(pending), "crash", "the checks could not start: " + _crash_message(res.returncode, res.stderr))
-                break
-            if current is None and (clock.charged() > STARTUP_S + 5 or clock.wall() > WALL_FACTOR * STARTUP_S):
-                running.kill()
-                fail(list(pending), "timeout", "the checks did not start in time")
-                break
-            time.sleep(0.05)
+        running = box.start(argv, timeout=WALL_FACTOR * (STARTUP_S + sum(budget_of[g] for g in pending)), env=env,
+                            blocked=blocked, binds=binds, log_dir=box.workdir.parent / f"{box.workdir.name}.log")
+        for gid, status, why in _watch(running, box.outdir, pending, budget_of):
+            if status == "done":
+                results[gid] = _collect(box.outdir, by_id[gid], inputs_of, records)
+            else:
+                results[gid] = evaluate(by_id[gid], inputs_of, {}, {}, status, why)
+            pending.remove(gid)
+
+
+def _collect(out_dir, group: Group, inputs_of: dict, records: dict) -> GroupResult:
+    """A finished group's result from what the runner left (read as hostile data), its import record
+    added to ``records``."""
+    outputs, errors, problem = read_outputs(out_dir, group.grade_id)
+    why = f"{problem}: 0 points for this group" if problem else ""
+    result = evaluate(group, inputs_of, outputs, errors, "error" if problem else "ok", why)
+    result.wall_s = _marker_span(out_dir, group.grade_id)
+    seen = policy.read_records(out_dir, [group.grade_id])
+    records["imports"] += seen["imports"]
+    records["globals"].update(seen["globals"])
+    return result
+
+
+def _watch(running, out_dir, pending: list, budget_of: dict):
+    """Follow one runner over the ``pending`` groups: yield ``(grade_id, "done", "")`` for each group it
+    finishes, and, when it must stop, ``(grade_id, status, why)`` for the group (or groups) that cost.
+    Ends once every pending group is accounted for, or the runner ended (then it starts again on the rest)."""
+    left, clock, current = list(pending), Clock(running), None
+    while left:
+        for gid in [g for g in left if untrusted.present(out_dir / f"{g}.done")]:
+            left.remove(gid)
+            current = None if current == gid else current
+            yield gid, "done", ""
+        started = next((g for g in left if untrusted.present(out_dir / f"{g}.start")), None)
+        if started and started != current:
+            current = started
+            clock.restart()
+        stop = _stop(running, clock, current, left, budget_of) if left else None
+        if stop is not None:
+            running.kill()
+            status, why, gids = stop
+            for gid in gids:
+                yield gid, status, why
+            return
+        time.sleep(0.05)
+    running.kill()
+
+
+def _stop(running, clock: Clock, current: str | None, left: list, budget_of: dict):
+    """``(status, why, groups)`` when the runner must stop (a group past its budget, the process gone,
+    no start in time), else None."""
+    if current is not None:
+        budget = budget_of[current]
+        if clock.charged() > budget:
+            return "timeout", f"timed out: still running after {budget:.0f} s (an infinite loop, or far too slow)", [current]
+        if clock.wall() > WALL_FACTOR * budget:
+            return "timeout", (f"timed out: still running after {clock.wall():.0f} s of wall-clock time, "
+                               f"{WALL_FACTOR:g} times its budget of {budget:.0f} s (waiting, or sleeping)"), [current]
+    if running.poll() is not None:
+        res = running.result(False)
+        if current is not None:
+            return "crash", _crash_message(res.returncode, res.stderr), [current]
+        # Died before its first group: nothing can run.
+        return "crash", "the checks could not start: " + _crash_message(res.returncode, res.stderr), list(left)
+    if current is None and (clock.charged() > STARTUP_S + 5 or clock.wall() > WALL_FACTOR * STARTUP_S):
+        return "timeout", "the checks did not start in time", list(left)
+    return None
 
 
 def _crash_message(returncode, stderr: str) -> str:
