@@ -188,7 +188,8 @@ def test_an_import_the_source_hides_is_seen_while_the_checks_run(tmp_path):
     results = graded(tmp_path, OBFUSCATED, ("q1-fc-test", "q3-conv", "q3-model"))
     conv, model, fc = results["q3-conv"], results["q3-model"], results["q1-fc-test"]
     assert conv.points == 0 and conv.max_points > 0 and [p["consequence"] for p in conv.policy] == ["zero"]
-    assert all("torch cannot be imported here: this question is graded NumPy only" in c.message for c in conv.cases)
+    assert all("torch cannot be imported here: this question is graded NumPy only" in c.message for c in conv.cases), \
+        (conv.status, conv.message, [c.message for c in conv.cases])
     assert all(c.passed == c.id.startswith("init") for c in model.cases), [(c.id, c.message) for c in model.cases]
     assert fc.points == fc.max_points and fc.policy == []
 
