@@ -3,7 +3,7 @@
 * :func:`keep_saved_outputs`: nbgrader's sanitizing step clears every output of the autograded
   notebooks (what formgrader shows the TA); the student's saved outputs are put back, as data: text
   and images only, no HTML, Markdown or scripts (a student's output must never render as a page in
-  the TA's browser);
+  the TA's browser), and the notebook's Markdown cells are made inert (``sanitize.py``);
 * :func:`run_notebook`: the notebook runs in the sandbox under the grader's parameters (as papermill
   injects them; ``sandbox_exec.py``: nbclient, a per-cell timeout, a budget per notebook). Its
   outputs, cleaned the same way, go to a separate notebook (``<course>/rerun/<student>/``), and its
@@ -23,7 +23,7 @@ from pathlib import Path
 import nbformat
 
 from ..nbgrader.course_root import ASSIGNMENT
-from . import rerun
+from . import rerun, sanitize
 from .gradebook import NotebookRun
 from . import untrusted
 from .sandbox import Sandbox, site_packages
@@ -103,14 +103,18 @@ def clean_output(out) -> dict | None:
 
 def merge_outputs(trusted, untrusted) -> int:
     """Copy the cleaned outputs of ``untrusted`` (a notebook as a plain dict) into the code cells of
-    ``trusted`` with the same id and source; return how many cells got them."""
+    ``trusted`` with the same id and source; return how many cells got them. ``trusted`` (the
+    autograded notebook, built by nbgrader from the submission) is made inert as well: its other
+    outputs cleaned the same way, its Markdown and raw cells by :func:`sanitize.clean_notebook`."""
     by_id = {c.get("id"): c for c in untrusted.get("cells", []) if isinstance(c, dict)}
     merged = 0
+    sanitize.clean_notebook(trusted)
     for cell in trusted.cells:
         if cell.cell_type != "code":
             continue
         other = by_id.get(cell.get("id"))
         if other is None or _joined(other.get("source", "")) != cell.source:
+            cell.outputs = [o for o in (clean_output(o) for o in cell.get("outputs", []) if isinstance(o, dict)) if o]
             continue
         outputs = other.get("outputs", [])
         cell.outputs = [o for o in (clean_output(o) for o in outputs if isinstance(o, dict)) if o] \
