@@ -5,7 +5,9 @@ Usage: ``python -m course.report [--flavour solution|report] [--notebooks DIR] [
 * Reads the executed notebooks (``build/notebooks/NN_*.ipynb``, made by ``make run``) and merges
   them into one notebook: a title page, a table of contents, then every question in order.
 * HTML (``build/report/hw4_report.html``) renders its math offline: MathJax is copied next to it
-  from the ``jupyter-server-mathjax`` package (no CDN, no network).
+  from the ``jupyter-server-mathjax`` package (no CDN, no network), configured for the fonts that
+  package ships (:data:`MATHJAX_SETTINGS`; nbgrader's feedback and formgrader use the same settings:
+  grading/nbgrader/nbgrader_config.py). tests/test_ui_math.py counts what Chromium shows.
 * PDF (``build/report/hw4_report.pdf``) goes through nbconvert's LaTeX exporter when ``xelatex``
   is installed (Debian: ``texlive-xetex texlive-fonts-recommended texlive-plain-generic pandoc``).
 * The ``report`` flavour hides code cells (inputs); ``solution`` (default) keeps them.
@@ -16,15 +18,19 @@ from __future__ import annotations
 import argparse
 import copy
 import datetime as _dt
+import hashlib
+import json
+import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import nbformat
 
-from .paths import EXECUTED as NOTEBOOK_DIR, REPORT as REPORT_DIR, REPO
+from .paths import BUILD, EXECUTED as NOTEBOOK_DIR, REPORT as REPORT_DIR, REPO
 TITLE = "EECS 545 HW4: neural networks, CNNs, RNN captioning and transfer learning"
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -86,23 +92,100 @@ def merge(notebooks: list[Path], flavour: str = "solution") -> nbformat.Notebook
     return merged
 
 
-# The combined configuration that jupyter-server-mathjax's MathJax 2 ships (it has no CommonHTML
-# output, so nbconvert's default "TeX-AMS_CHTML-full" would load nothing and leave the TeX raw).
+# MathJax 2 as jupyter-server-mathjax ships it: the combined configuration below (it has no CommonHTML
+# output, so nbconvert's default "TeX-AMS_CHTML-full" would load nothing and leave the TeX raw), the
+# HTML-CSS and SVG outputs, and the STIX-Web fonts only. That configuration asks HTML-CSS for the TeX
+# fonts, whose files are not shipped (jax/output/HTML-CSS/fonts/TeX/fontdata.js, fonts/HTML-CSS/TeX/otf):
+# every formula needing a glyph from them, a prime for one, showed "[Math Processing Error]" (137 of the
+# 758 formulas of the course's notebooks). MATHJAX_SETTINGS points both outputs at STIX-Web (what Jupyter's
+# own pages do with this package) and turns the fast preview off (each formula drawn once, not twice:
+# the full report typeset in 26 s instead of 90 s on two busy cores).
 MATHJAX_CONFIG = "TeX-AMS-MML_HTMLorMML-full"
+MATHJAX_SETTINGS = {
+    "HTML-CSS": {"availableFonts": [], "preferredFont": None, "webFont": "STIX-Web", "imageFont": None},
+    "SVG": {"font": "STIX-Web"},
+    "fast-preview": {"disabled": True},
+}
+MATHJAX_LOCAL = "local/hw4"   # MATHJAX_SETTINGS as a MathJax configuration file, written into each copy
+MATHJAX_QUERY = f"config={MATHJAX_CONFIG},Safe,{MATHJAX_LOCAL}"
+MATHJAX_CACHE = BUILD / "mathjax"
+
+
+def mathjax_source() -> Path:
+    import jupyter_server_mathjax
+
+    return Path(jupyter_server_mathjax.__file__).resolve().parent / "static"
+
+
+def mathjax_settings_js() -> str:
+    """``config/local/hw4.js``: :data:`MATHJAX_SETTINGS` as MathJax loads a configuration file (it names the
+    package's version: a copy made from another version is made again)."""
+    from jupyter_server_mathjax.__version__ import __version__
+
+    return (f"/* Written by course/report.py for MathJax as jupyter-server-mathjax {__version__} ships it "
+            "(STIX-Web fonts only). */\n"
+            f"MathJax.Hub.Config({json.dumps(MATHJAX_SETTINGS, indent=1)});\n"
+            f'MathJax.Ajax.loadComplete("[MathJax]/config/{MATHJAX_LOCAL}.js");\n')
+
+
+def _check_source(src: Path) -> None:
+    if not (src / "config" / f"{MATHJAX_CONFIG}.js").is_file():
+        raise FileNotFoundError(f"MathJax in {src} has no config/{MATHJAX_CONFIG}.js: math would not render; "
+                                "reinstall jupyter-server-mathjax (pinned in pyproject.toml)")
 
 
 def copy_mathjax(dest: Path) -> str:
-    """Copy MathJax 2 next to the report; return the relative URL nbconvert should load."""
-    import jupyter_server_mathjax
-
-    src = Path(jupyter_server_mathjax.__file__).resolve().parent / "static"
-    target = dest / "mathjax"
-    if not (target / "MathJax.js").exists():
+    """Copy MathJax 2 to ``dest/mathjax`` with the kit's configuration file (written last: a copy that
+    has it is complete); return the URL, relative to ``dest``, that a page there loads it with."""
+    src, target = mathjax_source(), Path(dest) / "mathjax"
+    _check_source(src)
+    settings = target / "config" / f"{MATHJAX_LOCAL}.js"
+    text = mathjax_settings_js()
+    if not ((target / "MathJax.js").is_file() and settings.is_file() and settings.read_text() == text):
         shutil.copytree(src, target, dirs_exist_ok=True)
-    if not (target / "config" / f"{MATHJAX_CONFIG}.js").is_file():
-        raise FileNotFoundError(f"MathJax in {src} has no config/{MATHJAX_CONFIG}.js: the report's math would not "
-                                "render; reinstall jupyter-server-mathjax (pinned in pyproject.toml)")
-    return f"mathjax/MathJax.js?config={MATHJAX_CONFIG},Safe"
+        settings.parent.mkdir(parents=True, exist_ok=True)
+        settings.write_text(text)
+    return f"mathjax/MathJax.js?{MATHJAX_QUERY}"
+
+
+def offline_mathjax() -> Path:
+    """The kit's MathJax copy under ``build/mathjax/`` (one folder per package version and settings), made
+    on first use, whole or not at all (copied aside, then renamed into place: grading workers may race)."""
+    key = hashlib.sha256(mathjax_settings_js().encode()).hexdigest()[:12]
+    target = MATHJAX_CACHE / key / "mathjax"
+    if target.is_dir():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=".copy-", dir=target.parent))
+    try:
+        copy_mathjax(scratch)
+        try:
+            (scratch / "mathjax").rename(target)
+        except OSError:
+            if not target.is_dir():   # not another process's copy, put there first
+                raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return target
+
+
+def link_mathjax(dest: Path) -> Path:
+    """``dest/mathjax``: hard links to :func:`offline_mathjax` (copies where the file system refuses links),
+    the kit's configuration file last; nothing to do when it is there already. Used for nbgrader's
+    feedback folders (grading/nbgrader/mathjax.py): no space taken per student."""
+    from nbconvert.utils.io import link_or_copy
+
+    cache, target = offline_mathjax(), Path(dest) / "mathjax"
+    settings = Path("config") / f"{MATHJAX_LOCAL}.js"
+    if (target / settings).is_file() and os.path.samefile(target / settings, cache / settings):
+        return target
+
+    def last(folder, names):   # the configuration file is linked once all the rest is there
+        return {settings.name} if Path(folder) == cache / settings.parent else set()
+
+    shutil.copytree(cache, target, dirs_exist_ok=True, copy_function=link_or_copy, ignore=last)
+    link_or_copy(str(cache / settings), str(target / settings))
+    return target
 
 
 _REMOTE_SCRIPT = re.compile(r"<script\b(?:(?!</script>).)*?https?://(?:(?!</script>).)*?</script>", re.S)

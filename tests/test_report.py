@@ -1,8 +1,8 @@
-"""The report build: one HTML with offline math always, a PDF when LaTeX is installed."""
+"""The report build: one HTML with offline math always (rendered in Chromium: tests/test_ui_math.py), a PDF
+when LaTeX is installed."""
 
 from __future__ import annotations
 
-import re
 import shutil
 import subprocess
 
@@ -41,14 +41,9 @@ def test_html_report_has_title_toc_offline_math_and_hides_code_in_report_flavour
     html = (out / "hw4.html").read_text()
     assert report.TITLE in html and "Contents" in html
     assert 'href="#Q1:-layers"' in html and 'id="Q1:-layers"' in html  # the TOC links resolve
-    # MathJax loads from the copy beside the report, and every configuration the URL names is in that
-    # copy (a missing one loads nothing: the TeX stays raw, as with nbconvert's default CHTML config).
-    configs = re.search(r'src="mathjax/MathJax\.js\?config=([^"]+)"', html)
-    assert configs, "the report does not load the local MathJax copy"
-    for name in configs.group(1).split(","):
-        assert (out / "mathjax" / "config" / f"{name}.js").is_file(), f"MathJax config {name} is not in the copy"
+    # Whether the math renders is what Chromium shows, counted with the network closed:
+    # tests/test_ui_math.py (files being there said nothing: 137 of 758 formulas failed with them all there).
     assert "cdn.jsdelivr" not in html and "cdnjs" not in html  # nothing loads from the network
-    assert (out / "mathjax" / "MathJax.js").is_file()
     assert "BEGIN SOLUTION" not in html  # nbgrader delimiters are not headings in the report
     assert "SECRET_INPUT_MARKER" in html and "RESULT accuracy=0.99" in html and "data:image/png;base64" in html
     assert "profile = &#39;full&#39;" not in html and "profile = 'full'" not in html  # parameter cells dropped

@@ -18,6 +18,7 @@ from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
 from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, ClearHiddenTests, GetGrades,
                                     IgnorePattern, LimitOutput, SaveAutoGrades)
 
+from grading.autograde.sanitize import CleanNotebook
 from grading.nbgrader.hooks import RefuseUnsandboxedAutograde
 
 c = get_config()  # noqa: F821 (provided by traitlets when it loads this file)
@@ -55,5 +56,34 @@ else:
 # own plugin stays off (its default, stated here so that nobody turns it on by mistake).
 c.LateSubmissionPlugin.penalty_method = "none"
 
-# Feedback never shows hidden test source (cells restored from the gradebook hold it).
-c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTests, CSSHTMLHeaderPreprocessor]
+# Feedback never shows hidden test source (cells restored from the gradebook hold it), and the notebook
+# it renders is inert (CleanNotebook: a Markdown cell with scripts, event handlers, frames, javascript:
+# links or images from elsewhere is replaced by its cleaned rendering; grading/autograde/sanitize.py).
+c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTests, CleanNotebook, CSSHTMLHeaderPreprocessor]
+
+# A submission's Markdown and HTML run in the browser of whoever opens the page: the student's (nbgrader's
+# feedback) and the TA's (formgrader's manual-grading page, which renders the autograded notebook with an
+# HTMLExporter built from this configuration). Both templates render Markdown cells and comments with the
+# `markdown2html` filter and never clean it, whatever `sanitize_html` says: the kit's filter renders and
+# cleans (an allow-list through bleach; math stays $...$ text for MathJax). `sanitize_html` also cleans
+# HTML and Markdown outputs and leaves out JavaScript outputs and widget state (the autograded notebooks
+# hold none: grading/autograde/notebooks.py keeps text and images only), and `clean_html` is the kit's.
+c.HTMLExporter.sanitize_html = True
+c.HTMLExporter.filters = {"markdown2html": "grading.autograde.sanitize.markdown2html",
+                          "clean_html": "grading.autograde.sanitize.clean_html"}
+
+# Math renders offline on both pages (nbgrader's templates load MathJax from a CDN: offline every derivation
+# stayed raw TeX). The kit's templates/<name>/mathjax.html.j2 come first for the `feedback` and `formgrade`
+# templates (nbgrader's own folder stays second): feedback loads the MathJax that OfflineMathJax links beside
+# it (`mathjax/`: grading/nbgrader/mathjax.py), formgrader the one jupyter-server-mathjax serves; both with
+# the fonts that MathJax ships (course/report.py, MATHJAX_SETTINGS).
+from pathlib import Path as _Path
+
+import nbgrader as _nbgrader
+
+from grading.nbgrader.mathjax import OfflineMathJax
+
+c.HTMLExporter.extra_template_basedirs = [
+    str(_Path(__file__).resolve().parent / "templates"),
+    str(_Path(_nbgrader.__file__).resolve().parent / "server_extensions" / "formgrader" / "templates")]
+c.GenerateFeedback.preprocessors = [*c.GenerateFeedback.preprocessors, OfflineMathJax]
