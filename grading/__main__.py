@@ -78,7 +78,12 @@ def main(argv=None) -> int:
     sp.add_argument("--no-hostile", action="store_true",
                     help="leave out the samples whose code attacks the grader (for a machine without full isolation)")
     sub.add_parser("isolation", help="print the sandbox isolation available here")
-    args = parser.parse_args(argv)
+    fg = sub.add_parser("formgrader", help="JupyterLab in the course folder with the course's settings, for "
+                                           "formgrader (Nbgrader > Formgrader); other options go to jupyter lab")
+    fg.add_argument("--course", type=Path, default=COURSE)
+    args, rest = parser.parse_known_args(argv)
+    if rest and args.command != "formgrader":
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
 
     if args.command == "release":
         from .release.build import build_release
@@ -121,6 +126,15 @@ def main(argv=None) -> int:
         from .samples import write_samples
         for sample in write_samples(args.dest, as_zip=args.zip, hostile=not args.no_hostile):
             print(f"{sample.student}: {sample.description}")
+    elif args.command == "formgrader":
+        from .nbgrader.course_root import formgrader_command
+        course = args.course.resolve()
+        if not (course / "nbgrader_config.py").is_file():
+            parser.error(f"{course} holds no nbgrader course: build it first (python -m grading release)")
+        command = formgrader_command(course, rest)
+        print("starting:", " ".join(command[2:]), flush=True)
+        os.chdir(course)   # nbgrader reads nbgrader_config.py from the working folder only
+        os.execv(command[0], command)
     elif args.command == "isolation":
         from .autograde.sandbox import isolation
         for key, value in isolation().items():

@@ -239,3 +239,17 @@ def test_no_answer_reaches_the_release_in_given_text(release):
     # The reference notebooks keep them (the report shows them).
     reference = nbformat.read(REPO / "notebooks" / "01_layers.ipynb", as_version=4)
     assert any("instructor-only" in c.metadata.get("tags", []) for c in reference.cells)
+
+
+def test_the_course_has_an_exchange_and_formgrader_opens_with_the_course_settings(release, tmp_path):
+    """formgrader finds nbgrader's exchange (no warning that it cannot be created), in the course and in
+    a clone of it, and the TA's JupyterLab starts in the course folder with the course's settings."""
+    from grading.nbgrader.course_root import clone, formgrader_command, load_config
+    from hwlib.lab import SETTINGS
+    for course in (release["course"], clone(release["course"], tmp_path / "copy")):
+        root = load_config(course).Exchange.root
+        assert root == str(course / "exchange") and (course / "exchange").is_dir(), root
+        assert (course / "exchange").stat().st_mode & 0o777 == 0o777
+    command = formgrader_command(release["course"])
+    assert f"--LabApp.app_settings_dir={SETTINGS}" in command and command[-1] == "--LabApp.default_url=/formgrader"
+    assert f"--ServerApp.root_dir={release['course']}" in command
