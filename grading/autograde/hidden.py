@@ -346,6 +346,9 @@ def _watch(running, out_dir, pending: list, budget_of: dict):
     left, clock, current = list(pending), Clock(running), None
     while left:
         for gid in [g for g in left if untrusted.present(out_dir / f"{g}.done")]:
+        # Whether the runner has ended, asked *before* looking for finished groups: what it finished
+        # before it ended is then seen below, never taken for a crash of the group it finished last.
+        exited = running.poll() is not None
             left.remove(gid)
             current = None if current == gid else current
             yield gid, "done", ""
@@ -353,7 +356,7 @@ def _watch(running, out_dir, pending: list, budget_of: dict):
         if started and started != current:
             current = started
             clock.restart()
-        stop = _stop(running, clock, current, left, budget_of) if left else None
+        stop = _stop(running, exited, clock, current, left, budget_of) if left else None
         if stop is not None:
             running.kill()
             status, why, gids = stop
@@ -364,7 +367,7 @@ def _watch(running, out_dir, pending: list, budget_of: dict):
     running.kill()
 
 
-def _stop(running, clock: Clock, current: str | None, left: list, budget_of: dict):
+def _stop(running, exited: bool, clock: Clock, current: str | None, left: list, budget_of: dict):
     """``(status, why, groups)`` when the runner must stop (a group past its budget, the process gone,
     no start in time), else None."""
     if current is not None:
@@ -374,7 +377,7 @@ def _stop(running, clock: Clock, current: str | None, left: list, budget_of: dic
         if clock.wall() > WALL_FACTOR * budget:
             return "timeout", (f"timed out: still running after {clock.wall():.0f} s of wall-clock time, "
                                f"{WALL_FACTOR:g} times its budget of {budget:.0f} s (waiting, or sleeping)"), [current]
-    if running.poll() is not None:
+    if exited:
         res = running.result(False)
         if current is not None:
             return "crash", _crash_message(res.returncode, res.stderr), [current]
