@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["moving_average", "plot_loss", "plot_training", "plot_sweep", "show_images", "show_filters",
-           "plot_history", "show_predictions"]
+__all__ = ["moving_average", "plain_log_axis", "plot_loss", "plot_training", "plot_sweep", "show_images",
+           "show_filters", "plot_history", "show_predictions"]
 
 
 def _plt():
@@ -40,6 +40,25 @@ def moving_average(values, window: int) -> np.ndarray:
     idx = np.arange(1, len(values) + 1)
     start = np.maximum(idx - window, 0)
     return (csum[idx] - csum[start]) / (idx - start)
+
+
+def plain_log_axis(ax, axis: str = "y") -> None:
+    """Put ``ax``'s ``axis`` on a log scale whose tick labels are plain numbers (2.4, 0.01, 300).
+
+    Matplotlib writes them as powers of ten by default, so a loss spanning less than a decade (one
+    epoch's, a fine-tuned model's) gets an axis of ``2.4x10^0``-style labels. Which ticks are labelled
+    stays matplotlib's choice (fewer minor labels on a wide range).
+    """
+    from matplotlib.ticker import LogFormatter
+
+    class PlainLogFormatter(LogFormatter):
+        def __call__(self, x, pos=None):
+            return f"{x:.4g}" if super().__call__(x, pos) else ""
+
+    getattr(ax, f"set_{axis}scale")("log")
+    target = ax.yaxis if axis == "y" else ax.xaxis
+    target.set_major_formatter(PlainLogFormatter(labelOnlyBase=False))
+    target.set_minor_formatter(PlainLogFormatter(labelOnlyBase=False))
 
 
 def plot_loss(losses, per_epoch: int | None = None, smooth: int | None = None, log_loss: bool = False,
@@ -72,7 +91,7 @@ def plot_loss(losses, per_epoch: int | None = None, smooth: int | None = None, l
         ax.axhline(target, color="gray", ls="--", lw=1, label=f"{target:g}")
     ax.set(xlabel="epoch" if per_epoch else "iteration", ylabel="training loss", title=title)
     if log_loss:
-        ax.set_yscale("log")
+        plain_log_axis(ax)
     ax.legend(loc="upper right")
     ax.grid(alpha=0.3)
     fig.tight_layout()

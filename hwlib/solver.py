@@ -242,16 +242,19 @@ class Solver:
         num_iterations = max(1, round(self.num_epochs * iterations_per_epoch))
         num_epochs_total = math.ceil(num_iterations / iterations_per_epoch)
         has_val = self.X_val is not None
-        bar = progress(range(num_iterations), desc="epoch 1", unit="it",
+        # Counted by hand (update per iteration), not by iterating the bar: tqdm's iterator keeps its count
+        # to itself between screen refreshes, so the epoch-end refresh of a short epoch showed "0/60".
+        bar = progress(total=num_iterations, desc="epoch 1", unit="it",
                        **({} if self.show_progress else {"disable": True}))
         start_epoch = self.epoch
         try:
-            for t in bar:
+            for t in range(num_iterations):
                 if t % iterations_per_epoch == 0:
                     bar.set_description(f"epoch {t // iterations_per_epoch + 1}/{num_epochs_total}")
                 X_batch, y_batch = self._sample_batch(t % iterations_per_epoch)
                 loss = self._step(X_batch, y_batch)
                 self.iteration += 1
+                bar.update(1)
                 if not math.isfinite(loss):
                     raise self._diverged(loss, t + 1, num_iterations, iterations_per_epoch)
                 if self.verbose and t % self.print_every == 0:

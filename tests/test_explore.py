@@ -5,6 +5,7 @@ runner) gets figures, never a widget that waits, and no frozen progress bar."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -66,6 +67,108 @@ def test_progress_bar_off_in_a_headless_kernel_on_in_a_watched_one(watched):
     assert not progress.progress(range(3)).disable, "a terminal still gets its bar"
 
 
+def _captions():
+    from hwlib.explore import caption_browser
+
+    data = {"val_images": np.linspace(0, 1, 3 * 8 * 8 * 3).reshape(3, 8, 8, 3), "val_urls": ["a", "b", "c"]}
+    result = {"image_idxs": np.array([0, 2]), "candidates": [["a", "cat"], ["a", "dog"]],
+              "references": [[["a", "cat"]], [["one", "dog"], ["a", "puppy"]]]}
+    return caption_browser(data, "val", result)
+
+
+def _sweep():
+    from hwlib.explore import sweep_explorer
+
+    return sweep_explorer({4: _tiny_solver().train(), 8: _tiny_solver().train()}, best=4)
+
+
+# explorer, the class of the control to change, its new value, text that the new view shows
+LIVE_CASES = {"conv": (lambda: conv_explorer(position=0), "IntSlider", 2, "Y[1, 2]"),
+              "pool": (lambda: pool_explorer(position=0), "IntSlider", 2, "window 2 (rows 1-2, columns 2-3)"),
+              "sweep": (_sweep, "ToggleButtons", 8, "hidden size M = 8"),
+              "captions": (_captions, "IntSlider", 2, "val image 2 (2 of 2)")}
+
+
+@pytest.mark.parametrize("name", list(LIVE_CASES))
+def test_live_explorer_shows_its_widget_and_a_snapshot_that_follows_it(watched, name):
+    """Live, an explorer shows the widget (its text a sentence, not a VBox repr) and a snapshot of its
+    view (a picture, the picture with its text, the text; a widget view with no model, which
+    JupyterLab hides): what a saved notebook shows once the widget is gone. Every change of the view
+    updates the snapshot through its display id."""
+    import base64
+
+    from IPython import display as ipython_display
+
+    from hwlib.explore._common import WIDGET_VIEW
+
+    make, control_type, value, text = LIVE_CASES[name]
+    shown, updated = [], []
+    watched.setattr(ipython_display, "display", lambda obj, **kw: shown.append((obj, kw)))
+    watched.setattr(ipython_display, "update_display", lambda obj, **kw: updated.append((obj, kw)))
+    ex = make()
+    watched.delenv("PYTEST_CURRENT_TEST", raising=False)
+    ex._ipython_display_()
+    assert len(shown) == 2, shown
+    (widget, _), (snapshot, options) = shown
+    assert widget[WIDGET_VIEW]["model_id"] == ex.widget().model_id
+    assert set(widget) == {WIDGET_VIEW, "text/plain"} and widget["text/plain"].startswith(f"{ex.name}: interactive")
+    assert snapshot[WIDGET_VIEW]["model_id"] == "" and options == {"raw": True, "display_id": ex.display_id}
+    assert set(snapshot) == {WIDGET_VIEW, "text/html", "text/plain", "image/png"}
+    picture = next(w for w in _walk(ex.widget()) if "hwlib-figure" in getattr(w, "_dom_classes", ()))
+    assert base64.b64decode(snapshot["image/png"]) == bytes(picture.value)
+    assert snapshot["text/html"].count('<img class="hwlib-figure" src="data:image/png;base64,') == 1
+    assert f"hwlib-{ex.css}-explorer" in snapshot["text/html"] and text not in snapshot["text/plain"]
+    control = next(w for w in _walk(ex.widget()) if type(w).__name__ == control_type)
+    control.value = value
+    assert updated, "the snapshot was not updated"
+    latest, options = updated[-1]
+    assert options == {"raw": True, "display_id": ex.display_id}
+    assert text in latest["text/plain"], latest["text/plain"]
+    assert latest["image/png"] != snapshot["image/png"]
+    assert base64.b64decode(latest["image/png"]) == bytes(picture.value)
+    plt.close("all")
+
+
+def test_static_explorer_text_is_a_sentence(monkeypatch):
+    from IPython import display as ipython_display
+
+    shown = []
+    monkeypatch.setattr(ipython_display, "display", lambda obj, **kw: shown.append(obj))
+    pool_explorer()._ipython_display_()
+    assert set(shown[0]) == {"image/png", "text/plain"}
+    assert shown[0]["text/plain"].startswith("max-pool explorer: a static picture")
+
+
+@pytest.mark.parametrize("case", ["done", "done, leave=True", "stopped"])
+def test_live_progress_bar_leaves_no_widget_behind(watched, case):
+    """Live, the bar is tqdm's widget; closed, its output becomes text (its last line with leave=True or
+    when it stopped early, nothing otherwise): a saved notebook then holds no view of a closed widget,
+    which JupyterLab shows as "Error displaying widget: model not found" when it is opened again."""
+    from IPython import display as ipython_display
+
+    updates, shown = [], []
+
+    class Handle:
+        def update(self, obj, **kw):
+            updates.append((obj, kw))
+
+    watched.setattr(ipython_display, "display", lambda obj, **kw: shown.append((obj, kw)) or Handle())
+    watched.delenv("PYTEST_CURRENT_TEST", raising=False)
+    bar = progress.progress(total=5, desc="epoch 1/1", leave=case.endswith("leave=True"))
+    assert type(bar).__name__ == "NotebookBar" and shown == [(bar.container, {"display_id": True})]
+    bar.update(2 if case == "stopped" else 5)
+    bar.close()
+    assert bar.container.comm is None, "the widget is closed"
+    (bundle, options), = updates
+    assert set(bundle) == {"text/plain"} and options == {"raw": True}
+    text = bundle["text/plain"]
+    if case == "done":
+        assert text == ""
+    else:
+        start, count = ("epoch 1/1: 100%|", " 5/5 ") if case == "done, leave=True" else ("epoch 1/1:  40%|", " 2/5 ")
+        assert text.startswith(start) and count in text, text
+
+
 # --- convolution ----------------------------------------------------------------------------------
 
 def _cells(explorer):
@@ -88,6 +191,18 @@ def test_conv_explorer_values_are_the_formulas(view):
     assert all(kind == "ok" for kind, _ in ex.state()["verdict"]), ex.state()["verdict"]
     # the formula's written sum is the value
     assert ex.state()["formula"].split(" = ")[-1].split()[0] == f"{ex.state()['value']:.4g}"
+
+
+def test_conv_explorer_formula_of_a_blank_window_says_zero_once():
+    ex = conv_explorer(images={"blank corner": np.pad(np.ones((2, 2)), ((0, 4), (0, 4)))}, position=3 * 4 + 3)
+    formula = ex.state()["formula"]  # the window at rows 4-6, columns 4-6 holds only zeros
+    assert formula == "Y[4, 4] = sum over p, q of A[4+p-1, 4+q-1] * K[p, q] = 0 (all 9 products are 0)", formula
+    ex.position = 0  # the window with the ones: two non-zero products (K's middle column is 0)
+    formula = ex.state()["formula"]
+    assert formula.endswith("= 1*1 + 1*2 = 3 (7 zero products left out)"), formula
+    for view in ("backward: dX", "backward: dK"):
+        ex.view = view
+        assert all(s["formula"].count(" = 0") <= 1 and "= 0 = 0" not in s["formula"] for s in _cells(ex)), view
 
 
 def test_conv_explorer_window_moves_with_the_position():
@@ -145,6 +260,51 @@ def test_conv_explorer_widget_slider_redraws(monkeypatch):
     slider.value = 2
     assert formula.value != before[0] and picture.value != before[1]
     assert "Y[1, 2]" in formula.value
+
+
+def _grid_numbers(fig):
+    """``[(text, cell width in pixels)]`` of every number written in a grid cell of ``fig``, as saved."""
+    from hwlib.explore._common import DPI
+
+    fig.set_dpi(DPI)
+    renderer = fig.canvas.get_renderer()
+    found = []
+    for ax in fig.axes:
+        images = ax.get_images()
+        if not images:
+            continue
+        columns = images[0].get_array().shape[1]
+        for text in ax.texts:
+            found.append((text, ax.get_window_extent(renderer).width / columns, text.get_window_extent(renderer)))
+    return found
+
+
+@pytest.mark.parametrize("case", ["small", "digit-learned", "q6", "pool"])
+def test_grid_numbers_are_large_and_fit_their_cells(case):
+    """The numbers in the grids are GRID_FONT_PT (at least 11 px on screen: the picture is at most
+    MAX_WIDTH_PX wide, so JupyterLab shows it unscaled) and each fits inside its cell."""
+    from hwlib.explore._common import DPI, GRID_FONT_PT, MAX_WIDTH_PX
+
+    rng = np.random.default_rng(0)
+    digit = np.clip(rng.standard_normal((28, 28)), 0, 1).round(2)
+    learned = {"w": (rng.standard_normal((7, 7)) * 0.06).round(2)}
+    explorers = {"small": [conv_explorer(view=v) for v in VIEWS],
+                 "digit-learned": [conv_explorer(images={"digit": digit}, kernels=learned, view=v) for v in VIEWS],
+                 "q6": [conv_explorer(images={"X": rng.standard_normal((5, 7)).round(2)},
+                                      kernels={"K": rng.standard_normal((2, 3)).round(2)}, view=v) for v in VIEWS],
+                 "pool": [pool_explorer(pools={name: pool}) for name, pool in pool_explorer().pools.items()]}[case]
+    assert GRID_FONT_PT * DPI / 72 >= 11
+    for ex in explorers:
+        for notes in (False, True):
+            fig = ex.figure(notes=notes)
+            assert fig.get_figwidth() * DPI <= MAX_WIDTH_PX + 0.5, (case, fig.get_figwidth() * DPI)
+            numbers = _grid_numbers(fig)
+            assert numbers, f"{case}: no numbers written"
+            for text, cell, box in numbers:
+                assert text.get_fontsize() == GRID_FONT_PT, (case, text.get_text(), text.get_fontsize())
+                assert box.width <= cell - 2, \
+                    f"{case}: {text.get_text()!r} ({box.width:.0f} px) overflows its {cell:.0f} px cell"
+            plt.close(fig)
 
 
 def _walk(widget):
@@ -230,19 +390,75 @@ def test_train_live_static_draws_once_at_the_end(monkeypatch):
     from hwlib.explore.curves import LiveCurves, train_live
 
     shown = []
-    monkeypatch.setattr(ipython_display, "display", lambda obj, **kw: shown.append(type(obj).__name__))
-    solver = train_live(_tiny_solver(), title="tiny")
-    assert shown == ["Image"] and solver.on_epoch is None and len(solver.val_acc_history) == 4
+    monkeypatch.setattr(ipython_display, "display", lambda obj, **kw: shown.append(obj))
+    solver = _tiny_solver()
+    assert train_live(solver, title="tiny") is None, "a cell ending with train_live(...) would print a repr"
+    assert solver.on_epoch is None and len(solver.val_acc_history) == 4
+    assert len(shown) == 1 and set(shown[0]) == {"image/png", "text/plain"}
+    assert shown[0]["text/plain"].startswith("learning curves of tiny: epoch 3, 12 iterations")
     live = LiveCurves(live=True)
     handles = []
 
     class Handle:
-        def update(self, obj):
-            handles.append(type(obj).__name__)
+        def update(self, obj, **kw):
+            handles.append(obj)
 
     monkeypatch.setattr(ipython_display, "display", lambda obj, **kw: Handle())
     _tiny_solver(on_epoch=live).train()
-    assert handles == ["Image"] * 3 and live.redraws == 3, "live: one redraw per epoch"
+    assert [sorted(b) for b in handles] == [["image/png", "text/plain"]] * 3 and live.redraws == 3, \
+        "live: one redraw per epoch"
+    assert "epoch 3" in handles[-1]["text/plain"], "the saved output says what it shows, not <Image object>"
+
+
+def test_solver_progress_bar_counts_short_epochs(monkeypatch):
+    """A short epoch ends before tqdm's own refresh interval: the bar must still show its iterations
+    (it read "epoch 15/15: 0% 0/60" when the Solver iterated the bar, whose count lags behind)."""
+    import io
+
+    from tqdm.std import tqdm
+
+    from hwlib import solver as solver_module
+
+    screen, bars = io.StringIO(), []
+
+    def visible_bar(iterable=None, **kwargs):  # a terminal's bar, refreshed only when asked to
+        kwargs.update(disable=False, file=screen, mininterval=3600, miniters=10**6, ascii=True)
+        bars.append(tqdm(iterable, **kwargs))
+        return bars[-1]
+
+    monkeypatch.setattr(solver_module, "progress", visible_bar)
+    seen = []
+    _tiny_solver(on_epoch=lambda s: seen.append((bars[0].n, str(bars[0])))).train()
+    assert [n for n, _ in seen] == [4, 8, 12], "the count after each 4-iteration epoch"
+    assert seen[-1][1].startswith("epoch 3/3: 100%|"), seen[-1][1]
+    shown = screen.getvalue()
+    for epoch, count in ((1, 4), (2, 8), (3, 12)):
+        assert f"epoch {epoch}/3" in shown and f" {count}/12 " in shown, f"epoch {epoch}: {shown!r}"
+
+
+def test_loss_axes_have_plain_tick_labels():
+    from hwlib.explore import sweep_explorer
+    from hwlib.plots import plot_loss, plot_training
+
+    losses = np.linspace(2.5, 1.9, 50)  # less than a decade: matplotlib would write 2x10^0 and so on
+    solver = _tiny_solver().train()
+    figures = {"plot_loss": (plot_loss(losses, log_loss=True), 0),
+               "plot_training": (plot_training(solver, log_loss=True), 0),
+               "sweep_explorer": (sweep_explorer({4: solver, 8: _tiny_solver().train()}).figure(), 2)}
+    for name, (fig, index) in figures.items():
+        fig.canvas.draw()
+        ax = fig.axes[index]
+        low, high = ax.get_ylim()
+        labels = [t.get_text() for t in ax.yaxis.get_majorticklabels() + ax.yaxis.get_minorticklabels()
+                  if t.get_text() and low <= t.get_position()[1] <= high]
+        assert ax.get_yscale() == "log" and len(labels) >= 2, (name, labels)
+        assert all(re.fullmatch(r"\d+(\.\d+)?", label) for label in labels), (name, labels)
+        plt.close(fig)
+    fig = plot_loss(losses, log_loss=True)
+    fig.canvas.draw()
+    shown = [t.get_text() for t in fig.axes[0].yaxis.get_minorticklabels() if t.get_text()]
+    assert {"2", "2.2", "2.4"} <= set(shown), shown
+    plt.close(fig)
 
 
 def test_sweep_explorer_selects_a_setting():
@@ -348,8 +564,15 @@ def test_autograder_runner_draws_figures(tmp_path):
 @pytest.mark.slow
 def test_forced_widgets_do_not_block_a_headless_run(tmp_path):
     """Even with widgets forced on where no frontend answers, execution finishes (nothing waits)."""
-    mimes = _mimes(_execute(tmp_path, {"HWLIB_WIDGETS": "1"}))
+    nb = _execute(tmp_path, {"HWLIB_WIDGETS": "1"})
+    mimes = _mimes(nb)
     assert "application/vnd.jupyter.widget-view+json" in mimes[1] and "error" not in set().union(*mimes)
+    for index in (1, 2):  # as saved: beside each widget, a picture of its view for whoever has no widget
+        widget, snapshot = nb.cells[index].outputs
+        assert widget.data["application/vnd.jupyter.widget-view+json"]["model_id"] != ""
+        assert "interactive while the notebook's kernel runs it" in widget.data["text/plain"]
+        assert snapshot.data["application/vnd.jupyter.widget-view+json"]["model_id"] == ""
+        assert {"image/png", "text/html", "text/plain"} <= set(snapshot.data), set(snapshot.data)
 
 
 # --- the course's JupyterLab settings -------------------------------------------------------------
@@ -365,8 +588,14 @@ def test_lab_command_uses_the_course_settings_and_opens_the_readme():
     command = lab_command(["--no-browser"])
     assert f"--LabApp.app_settings_dir={SETTINGS}" in command and "--LabApp.default_url=/lab/tree/README.md" in command
     assert command[-1] == "--no-browser" and SETTINGS == REPO / "jupyter" / "settings"
-    schemas = Path(sys.prefix) / "share" / "jupyter" / "lab" / "schemas"
+    # Saved explorers (hwlib.explore): the widgets' state goes into the notebook, so that a notebook saved
+    # and opened again shows them, not "Error displaying widget: model not found".
+    assert overrides["@jupyter-widgets/jupyterlab-manager:plugin"] == {"saveState": True}
+    share = Path(sys.prefix) / "share" / "jupyter"
     for plugin, settings in overrides.items():   # every override names a real plugin and setting
         package, _, name = plugin.partition(":")
-        schema = json.loads((schemas / package / f"{name}.json").read_text())
+        # JupyterLab's own plugins, then those of prebuilt extensions (ipywidgets' manager)
+        path = next(p for p in (share / "lab" / "schemas" / package / f"{name}.json",
+                                share / "labextensions" / package / "schemas" / package / f"{name}.json") if p.is_file())
+        schema = json.loads(path.read_text())
         assert set(settings) <= set(schema["properties"]), (plugin, set(settings) - set(schema["properties"]))

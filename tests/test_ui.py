@@ -4,9 +4,12 @@ JupyterLab runs on 127.0.0.1 with a token on a free port, started the way studen
 (``python -m hwlib.lab``: ``jupyter/settings/overrides.json``, README first), in a scratch folder
 holding the README, every course notebook with quick-profile parameters injected (as papermill
 injects them), and the student release. For each notebook the test clicks Run > Run All Cells,
-saves, and checks: no error output; every explorer of the notebook rendered (its picture loaded).
-On Q1 it moves the convolution explorer's slider and checks that the window and the output value
-shown change; on the release's Q1 (stubs) that the first check cell shows the stub's message naming
+saves, and checks: no error output; every explorer of the notebook rendered (its picture loaded), the
+numbers in its grid cells at least 11 px on screen. On Q1 it moves the convolution explorer's slider
+and checks that the window and the output value shown change. Then it saves again, closes the notebook
+and opens it twice more, with a fresh kernel and with none: each explorer still shows a picture of its
+last view, and the page never says "Error displaying widget". On the release's Q1 (stubs) it checks
+that the first check cell shows the stub's message naming
 ``fc_forward`` and that the explorer shows ``conv_forward``'s. Screenshots go to ``build/ui/``.
 
 The browser is Debian's ``chromium`` (``apt-get install chromium``; never ``playwright install``).
@@ -317,7 +320,7 @@ def test_lab_opens_the_readme_first_without_the_news_popup(page, lab):
 
 
 @pytest.mark.parametrize("stem", list(EXPLORERS))
-def test_notebook_runs_in_jupyterlab_and_its_explorers_render(page, lab, stem):
+def test_notebook_runs_in_jupyterlab_and_its_explorers_render(page, browser, lab, stem):
     url, root = lab
     name = NOTEBOOKS[stem].name
     _open(page, url, name)
@@ -339,6 +342,87 @@ def test_notebook_runs_in_jupyterlab_and_its_explorers_render(page, lab, stem):
         assert outputs.locator("img").count() == 1, "the live curves were not drawn"
         assert "appear after the first epoch" not in outputs.inner_text(), "the live curves stayed a placeholder"
         _shoot(outputs, "03_live_training_curves")
+    grids = {css: _grid_font_px(_panel(page).locator(f".hwlib-{css}-explorer").first) for css in EXPLORERS[stem]
+             if css in GRIDS}
+    assert all(px >= 11 for px in grids.values()), f"{name}: grid numbers on screen (px): {grids}"
+    _save_and_read(page, root / name)  # the explorers' last views (the sliders moved) go into the file
+    page.close()
+    _shut_down_kernels(url)
+    _saved_explorers_show_pictures(browser, url, root, name, stem)
+
+
+# --- a saved notebook, opened again -------------------------------------------------------------------
+
+GRIDS = ("conv", "pool")  # the explorers that write numbers into grid cells
+
+
+def _grid_font_px(explorer) -> float:
+    """The on-screen size (CSS px) of the numbers in an explorer's grid cells: drawn at GRID_FONT_PT in a
+    picture of DPI pixels per inch, shown at the width Chromium gives the picture."""
+    from hwlib.explore._common import DPI, GRID_FONT_PT
+
+    picture = explorer.locator("img.hwlib-figure").first
+    picture.wait_for(timeout=60_000)
+    scale = picture.evaluate("img => img.getBoundingClientRect().width / img.naturalWidth")
+    return GRID_FONT_PT * DPI / 72 * scale
+
+
+def _open_without_kernel(page, url: str, saved: Path) -> None:
+    """``saved`` as someone opens it who has no such kernel (a TA's machine): a copy naming a kernel
+    that is not installed, opened with JupyterLab's "No Kernel" choice."""
+    nb = nbformat.read(saved, as_version=4)
+    nb.metadata["kernelspec"] = {"name": "hw4-no-such-kernel", "display_name": "not installed"}
+    nb.metadata.pop("language_info", None)
+    copy = saved.with_name(f"{saved.stem}-no-kernel.ipynb")
+    nbformat.write(nb, copy)
+    page.goto(f"{url}/lab/tree/{copy.relative_to(saved.parent)}?reset&token={TOKEN}")
+    dialog = page.locator(".jp-Dialog")
+    dialog.wait_for(timeout=90_000)
+    dialog.locator(".jp-Dialog-button:has-text('No Kernel')").click()
+    dialog.wait_for(state="detached", timeout=30_000)
+    _panel(page).locator(".jp-Cell").first.wait_for(timeout=90_000)
+
+
+def _saved_explorers_show_pictures(browser, url: str, root: Path, name: str, stem: str) -> None:
+    """Closed after Run All and a save, the notebook is opened again with a fresh kernel (the student
+    coming back) and with no kernel (a TA's copy): each explorer shows a picture of its last view, no
+    "Error displaying widget" anywhere, grid numbers still at least 11 px."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    for how in ("kernel", "no kernel"):
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        try:
+            if how == "kernel":
+                _open(page, url, name)
+            else:
+                _open_without_kernel(page, url, root / name)
+            for css in EXPLORERS[stem]:
+                explorer = _panel(page).locator(f".hwlib-{css}-explorer").first
+                try:
+                    explorer.wait_for(timeout=60_000)
+                    page.wait_for_function("el => [...el.querySelectorAll('img')].some(i => i.complete && "
+                                           "i.naturalWidth > 0)", arg=explorer.element_handle(), timeout=60_000)
+                except PlaywrightTimeout:
+                    shot = SHOTS / f"FAILED_{stem}_reopened_{how.replace(' ', '_')}.png"
+                    page.screenshot(path=str(shot), full_page=True)
+                    errors = _panel(page).inner_text().count("Error displaying widget")
+                    raise AssertionError(
+                        f"{name} opened again ({how}): no picture of the {css} explorer; {errors} x 'Error displaying "
+                        "widget' on the page (the widget state is saved with the notebook only when the course's "
+                        "JupyterLab settings say so: saveState of @jupyter-widgets/jupyterlab-manager:plugin in "
+                        f"jupyter/settings/overrides.json) (screenshot {shot})") from None
+                if css in GRIDS:
+                    px = _grid_font_px(explorer)
+                    assert px >= 11, f"{name} opened again ({how}): the {css} explorer's numbers are {px:.1f} px"
+            text = _panel(page).inner_text()
+            shot = _shoot(_panel(page).locator(f".hwlib-{next(iter(EXPLORERS[stem]))}-explorer").first,
+                          f"{stem}_reopened_{how.replace(' ', '_')}")
+            for problem in ("Error displaying widget", "Loading widget"):
+                assert text.count(problem) == 0, \
+                    f"{name} opened again ({how}): {text.count(problem)} x {problem!r} on the page (screenshot {shot})"
+        finally:
+            page.close()
+            _shut_down_kernels(url)
 
 
 def _wait_for_explorer(page, saved: Path, css: str):

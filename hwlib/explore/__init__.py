@@ -25,6 +25,12 @@ Jupyter server for a person (JupyterLab, Notebook 7, VS Code: ``JPY_SESSION_NAME
 under nbgrader, pytest or ``HWLIB_QUIET=1``. Everywhere else -- papermill, nbconvert, the
 autograder, the report -- an explorer draws one static matplotlib figure of a representative state,
 so nothing waits for a click and no output is left empty. ``HWLIB_WIDGETS=1`` or ``=0`` overrides.
+
+**Saved notebooks.** Live, an explorer shows its widget and, under it, a snapshot of its current view
+(a picture and its text), kept up to date as you use it and hidden while the widget shows. A notebook
+saved and opened again -- with a fresh kernel, with none, by a TA -- shows the widget as it was left
+(JupyterLab saves the widgets' state with the course's settings) or else the snapshot: never an empty
+"Error displaying widget".
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ class CaptionBrowser(Explorer):
     """See the module docstring. ``result``: the dict of ``evaluate_captioning(model, data, split)``."""
 
     css = "captions"
+    name = "caption browser"
 
     def __init__(self, data, split: str, result: dict, static_count: int = 4):
         missing = [k for k in ("image_idxs", "candidates", "references") if k not in result]
@@ -104,6 +105,7 @@ class CaptionBrowser(Explorer):
                 picture.value = png
             url = "" if png is not None else f"<br>{html.escape(str(self.data[f'{self.split}_urls'][int(self.result['image_idxs'][i])]))}"
             text.value = self.describe(i) + url
+            self.publish()
 
         def toggle(change):
             self.only_wrong = change["new"]

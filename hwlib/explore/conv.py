@@ -21,7 +21,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import conv_formulas, layers
-from ._common import Explorer, add_notes, draw_grid, figure_png, mark_cells, plt, student_call, verdict_html
+from ._common import (Explorer, add_notes, figure_png, grid_figure, mark_cells, picture_widget, plt, student_call,
+                      verdict_html)
 
 __all__ = ["ConvExplorer", "conv_explorer", "sample_digit", "VIEWS", "SMALL_INPUT", "DEFAULT_KERNELS"]
 
@@ -74,12 +75,16 @@ def upstream_gradient(shape) -> np.ndarray:
 
 
 def _terms(left, right, total) -> str:
-    """``a*b + c*d + ... = total``, zero products left out, at most MAX_TERMS written."""
+    """``a*b + c*d + ... = total``: the non-zero products (at most MAX_TERMS written), then how many
+    products were 0 and left out; ``0 (all 9 products are 0)`` when every one is."""
     pairs = [(a, b) for a, b in zip(np.ravel(left), np.ravel(right)) if a * b != 0]
-    text = " + ".join(f"{a:.3g}*{b:.3g}" for a, b in pairs[:MAX_TERMS]) or "0"
+    zero = np.size(left) - len(pairs)
+    if not pairs:
+        return f"{total + 0.0:.4g} (all {zero} products are 0)"
+    text = " + ".join(f"{a:.3g}*{b:.3g}" for a, b in pairs[:MAX_TERMS])
     if len(pairs) > MAX_TERMS:
         text += f" + ... ({len(pairs)} non-zero products)"
-    return f"{text} = {total:.4g}" + ("  (zero products left out)" if len(pairs) < np.size(left) else "")
+    return f"{text} = {total + 0.0:.4g}" + (f" ({zero} zero product{'s' * (zero > 1)} left out)" if zero else "")
 
 
 def _compare(name, yours, reference, cell, message):
@@ -109,6 +114,7 @@ class ConvExplorer(Explorer):
     before the defaults (a small array; Sobel, blur, the worked example's K)."""
 
     css = "conv"
+    name = "convolution explorer"
 
     def __init__(self, images=None, kernels=None, view: str = "filtering", position: int | None = None):
         images = {**(images or {}), **{k: v for k, v in {"small array": SMALL_INPUT}.items() if k not in (images or {})}}
@@ -238,17 +244,15 @@ class ConvExplorer(Explorer):
             panels = [(A, "input X: the region for one weight", (r, c) + dY.shape), (dY, "upstream gradient dY", None),
                       (A[r:r + dY.shape[0], c:c + dY.shape[1]] * dY, f"products, sum {state['value']:.4g}", None),
                       (filled, "dK = X *filt dY", (r, c, 1, 1))]
-        fig, axes = plt().subplots(1, len(panels), figsize=(3.0 * len(panels), 3.4),
-                                   gridspec_kw={"width_ratios": [max(p[0].shape[1], 9) ** 0.5 for p in panels]})
-        for ax, (values, title, box) in zip(axes, panels):
-            draw_grid(ax, values, title, numbers=values.size <= 100, zeros="padded" not in title)
+        fig, axes = grid_figure([{"values": values, "title": title, "zeros": "padded" not in title}
+                                 for values, title, _ in panels],
+                                suptitle=f"{self.image}, {self.kernel}: {self.view}, {case['grid']} "
+                                         f"{self.position + 1} of {ref.size} (indices from 1, as in the math)")
+        for ax, (_, _, box) in zip(axes, panels):
             if box is not None:
                 mark_cells(ax, *box)
-        fig.suptitle(f"{self.image}, {self.kernel}: {self.view}, {case['grid']} {self.position + 1} of {ref.size}  "
-                     "(indices from 1, as in the math)", fontsize=10)
-        fig.subplots_adjust(left=0.01, right=0.99, bottom=0.02, top=0.82, wspace=0.08)  # no tight_layout: it draws twice
         if notes:  # the widget shows them as text instead
-            add_notes(fig, [("formula", state["formula"])] + state["verdict"], width=24 * len(panels) + 20)
+            add_notes(fig, [("formula", state["formula"])] + state["verdict"])
         return fig
 
     # --- the widget -------------------------------------------------------------------------------
@@ -262,8 +266,7 @@ class ConvExplorer(Explorer):
         slider = widgets.IntSlider(min=1, max=max(self.size(), 1), value=self.position + 1, continuous_update=False,
                                    description="position", layout=widgets.Layout(width="60%"))
         slider.add_class("hwlib-position")
-        picture = widgets.Image(format="png")
-        picture.add_class("hwlib-figure")
+        picture = picture_widget()
         formula, where, verdict = widgets.HTML(), widgets.HTML(), widgets.HTML()
         formula.add_class("hwlib-formula")
         where.add_class("hwlib-where")
@@ -275,6 +278,7 @@ class ConvExplorer(Explorer):
             formula.value = f"<code>{state['formula']}</code>"
             where.value = f"<i>{state.get('where', '')}</i>"
             verdict.value = verdict_html(state["verdict"])
+            self.publish()
 
         def choose(*_):
             self.image, self.kernel, self.view = pick_image.value, pick_kernel.value, pick_view.value

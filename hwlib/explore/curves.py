@@ -10,11 +10,13 @@
 
 from __future__ import annotations
 
+import base64
+
 import numpy as np
 
-from ..plots import moving_average, plot_training
+from ..plots import moving_average, plain_log_axis, plot_training
 from ..progress import live_display
-from ._common import Explorer, css_class, figure_png, plt, show_static
+from ._common import Explorer, css_class, figure_png, picture_widget, plt, show_static
 
 __all__ = ["LiveCurves", "train_live", "SweepExplorer", "sweep_explorer"]
 
@@ -34,15 +36,25 @@ class LiveCurves:
         self.redraws = 0
 
     def _show(self, solver):
-        from IPython.display import HTML, Image, display
+        from IPython.display import display
 
         if self.handle is None:
-            self.handle = display(HTML(f'<div class="{css_class("curves")}">training: the curves appear after '
-                                       "the first epoch</div>"), display_id=True)
+            waiting = "training: the curves appear after the first epoch"
+            self.handle = display({"text/html": f'<div class="{css_class("curves")}">{waiting}</div>',
+                                   "text/plain": waiting}, raw=True, display_id=True)
         if solver is not None and solver.loss_history:
-            png = figure_png(plot_training(solver, title=self.title, log_loss=self.log_loss), dpi=72)
-            self.handle.update(Image(data=png, format="png", metadata={"hwlib": "curves"}))
+            png = figure_png(plot_training(solver, title=self.title, log_loss=self.log_loss))
+            self.handle.update({"image/png": base64.b64encode(png).decode("ascii"), "text/plain": self.text(solver)},
+                               metadata={"hwlib": "curves"}, raw=True)
             self.redraws += 1
+
+    def text(self, solver) -> str:
+        """The curves in words (the plain-text form of the picture)."""
+        text = (f"learning curves{f' of {self.title}' if self.title else ''}: epoch {solver.epoch}, "
+                f"{len(solver.loss_history)} iterations, last loss {solver.loss_history[-1]:.4f}")
+        if solver.val_acc_history:
+            text += f", validation accuracy {solver.val_acc_history[-1]:.4f} (best {solver.best_val_acc:.4f})"
+        return text
 
     def start(self):
         if self.live:
@@ -56,11 +68,15 @@ class LiveCurves:
         if self.live:
             self._show(solver)
         else:
-            show_static(plot_training(solver, title=self.title, log_loss=self.log_loss))
+            show_static(plot_training(solver, title=self.title, log_loss=self.log_loss), self.text(solver))
 
 
-def train_live(solver, title: str | None = None, log_loss: bool = False):
-    """``solver.train()`` with its learning curves on show (see :class:`LiveCurves`); returns the solver."""
+def train_live(solver, title: str | None = None, log_loss: bool = False) -> None:
+    """``solver.train()`` with its learning curves on show (see :class:`LiveCurves`).
+
+    Returns None, so that a cell ending with ``train_live(solver)`` shows the curves and nothing under
+    them; the trained ``solver`` is the one passed in.
+    """
     curves = LiveCurves(title=title, log_loss=log_loss)
     previous = solver.on_epoch
 
@@ -76,13 +92,13 @@ def train_live(solver, title: str | None = None, log_loss: bool = False):
     finally:
         solver.on_epoch = previous
     curves.finish(solver)
-    return solver
 
 
 class SweepExplorer(Explorer):
     """See the module docstring: ``solvers`` maps each setting (e.g. a hidden size) to its trained Solver."""
 
     css = "sweep"
+    name = "sweep explorer"
 
     def __init__(self, solvers: dict, best=None, xlabel: str = "hidden size M"):
         if not solvers or any(not s.loss_history for s in solvers.values()):
@@ -99,7 +115,7 @@ class SweepExplorer(Explorer):
         Drawn directly rather than through :mod:`hwlib.plots` (whose functions each run a tight
         layout): a static explorer should cost a notebook little.
         """
-        fig, (ax_sweep, ax_acc, ax_loss) = plt().subplots(1, 3, figsize=(14, 3.6))
+        fig, (ax_sweep, ax_acc, ax_loss) = plt().subplots(1, 3, figsize=(13, 3.6))  # 936 px: never shrunk
         scores = [self.solvers[m].best_val_acc or 0.0 for m in self.settings]
         positions = np.arange(len(self.settings))
         ax_sweep.plot(positions, scores, "o-")
@@ -126,8 +142,8 @@ class SweepExplorer(Explorer):
         x = np.arange(1, losses.size + 1) / per_epoch
         ax_loss.plot(x, losses, lw=0.6, alpha=0.4, label="minibatch loss")
         ax_loss.plot(x, moving_average(losses, max(per_epoch // 10, 1)), lw=1.5, label="moving average")
-        ax_loss.set(xlabel="epoch", ylabel="training loss", title=f"training loss, {self.xlabel} = {self.selected}",
-                    yscale="log")
+        ax_loss.set(xlabel="epoch", ylabel="training loss", title=f"training loss, {self.xlabel} = {self.selected}")
+        plain_log_axis(ax_loss)
         ax_loss.legend(loc="upper right", fontsize=8)
         for ax in (ax_sweep, ax_acc, ax_loss):
             ax.grid(alpha=0.3)
@@ -139,8 +155,7 @@ class SweepExplorer(Explorer):
 
         pick = widgets.ToggleButtons(options=[(str(m), m) for m in self.settings], value=self.selected,
                                      description=self.xlabel, style={"button_width": "auto"})
-        picture = widgets.Image(value=figure_png(self.figure()), format="png")
-        picture.add_class("hwlib-figure")
+        picture = picture_widget(figure_png(self.figure()))
         caption = widgets.HTML()
         caption.add_class("hwlib-formula")
 
@@ -148,6 +163,7 @@ class SweepExplorer(Explorer):
             self.selected = change["new"]
             picture.value = figure_png(self.figure())
             caption.value = self.caption()
+            self.publish()
 
         pick.observe(choose, names="value")
         caption.value = self.caption()

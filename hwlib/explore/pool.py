@@ -16,7 +16,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import layers
-from ._common import Explorer, add_notes, draw_grid, figure_png, mark_cells, plt, student_call, verdict_html
+from ._common import (Explorer, add_notes, figure_png, grid_figure, mark_cells, picture_widget, student_call,
+                      verdict_html)
 
 __all__ = ["PoolExplorer", "pool_explorer", "TIES_INPUT", "DEFAULT_POOLS", "reference_pool"]
 
@@ -52,6 +53,7 @@ class PoolExplorer(Explorer):
     """See the module docstring. ``x`` is a 2-D array, ``pools`` maps names to pool_param dicts."""
 
     css = "pool"
+    name = "max-pool explorer"
 
     def __init__(self, x=None, pools=None, position: int = 5):
         self.x = np.asarray(TIES_INPUT if x is None else x, dtype=float)
@@ -119,6 +121,8 @@ class PoolExplorer(Explorer):
         return lines
 
     def figure(self, notes: bool = True):
+        from matplotlib.patches import Circle
+
         case, state = self.case(), self.state()
         top, left, ph, pw = state["window"]
         r, c = state["winner"]
@@ -127,24 +131,24 @@ class PoolExplorer(Explorer):
             sofar[a, b] += g
         filled = np.where(np.arange(case["out"].size).reshape(case["out"].shape) <= self.position, case["out"], np.nan)
         cell = np.unravel_index(self.position, case["out"].shape)
-        fig, axes = plt().subplots(1, 4, figsize=(12, 3.4))
-        draw_grid(axes[0], self.x, "input X: window and its winner", cmap="Greens", symmetric=False)
+        fig, axes = grid_figure(
+            [{"values": self.x, "title": "input X: window and its winner", "cmap": "Greens", "symmetric": False},
+             {"values": filled, "title": "Y = max of each window", "cmap": "Greens", "symmetric": False},
+             {"values": case["dY"], "title": "upstream gradient dY", "cmap": "Blues", "symmetric": False},
+             {"values": sofar, "title": "dX so far (windows 1 ... this one; blank: 0)", "cmap": "Blues",
+              "symmetric": False, "zeros": False}],
+            suptitle=f"max-pooling {self.pool}: window {self.position + 1} of {case['out'].size} "
+                     "(red circle: the winner; grey x: a tied entry that loses)")
         mark_cells(axes[0], top, left, ph, pw)
-        axes[0].plot([c], [r], "o", ms=22, mfc="none", mec="red", mew=2)
+        axes[0].add_patch(Circle((c, r), 0.42, fill=False, edgecolor="red", linewidth=2))  # in cells: any size
         for a, b in state["ties"]:
-            axes[0].plot([b], [a], "x", ms=12, color="gray", mew=2)
-        draw_grid(axes[1], filled, "Y = max of each window", cmap="Greens", symmetric=False)
-        draw_grid(axes[2], case["dY"], "upstream gradient dY", cmap="Blues", symmetric=False)
+            axes[0].plot([b - 0.3, b + 0.3, np.nan, b - 0.3, b + 0.3], [a - 0.3, a + 0.3, np.nan, a + 0.3, a - 0.3],
+                         color="gray", lw=2)
         for ax in axes[1:3]:
             mark_cells(ax, int(cell[0]), int(cell[1]))
-        draw_grid(axes[3], sofar, "dX so far (windows 1 ... this one; blank: 0)", cmap="Blues", symmetric=False,
-                  zeros=False)
         mark_cells(axes[3], r, c, colour="red")
-        fig.suptitle(f"max-pooling {self.pool}: window {self.position + 1} of {case['out'].size} "
-                     "(red circle: the winner; grey x: a tied entry that loses)", fontsize=10)
-        fig.subplots_adjust(left=0.01, right=0.99, bottom=0.02, top=0.82, wspace=0.08)  # no tight_layout: it draws twice
         if notes:  # the widget shows them as text instead
-            add_notes(fig, [("formula", state["text"])] + state["verdict"], width=140)
+            add_notes(fig, [("formula", state["text"])] + state["verdict"])
         return fig
 
     def build(self):
@@ -154,8 +158,7 @@ class PoolExplorer(Explorer):
         slider = widgets.IntSlider(min=1, max=self.case()["out"].size, value=self.position + 1,
                                    continuous_update=False, description="window")
         slider.add_class("hwlib-position")
-        picture = widgets.Image(format="png")
-        picture.add_class("hwlib-figure")
+        picture = picture_widget()
         text, verdict = widgets.HTML(), widgets.HTML()
         text.add_class("hwlib-formula")
         verdict.add_class("hwlib-verdict")
@@ -165,6 +168,7 @@ class PoolExplorer(Explorer):
             picture.value = figure_png(self.figure(notes=False))
             text.value = state["text"]
             verdict.value = verdict_html(state["verdict"])
+            self.publish()
 
         def choose(change):
             self.pool = change["new"]

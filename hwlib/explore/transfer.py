@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from ..transfer import visualize_model
 from ..transfer_setup import IMAGENET_MEAN, IMAGENET_STD
-from ._common import Explorer, figure_png, show_static, student_call, verdict_html
+from ._common import Explorer, figure_png, picture_widget, show_static, student_call, verdict_html
 
 __all__ = ["TransferPager", "transfer_pager"]
 
@@ -20,6 +20,7 @@ class TransferPager(Explorer):
     """See the module docstring. ``models`` maps names to trained models; the rest as ``visualize_model``."""
 
     css = "transfer"
+    name = "transfer pager"
 
     def __init__(self, device, dataloaders, models: dict, class_names, *, per_page: int = 6, columns: int = 3,
                  mean=IMAGENET_MEAN, std=IMAGENET_STD, static_models=None):
@@ -63,7 +64,7 @@ class TransferPager(Explorer):
             if message is not None:
                 print(message)
                 continue
-            show_static(fig)
+            show_static(fig, f"{self.name}: {name}, validation page 1 of {self.pages} (a static picture)")
         self.model = current
 
     def build(self):
@@ -73,8 +74,7 @@ class TransferPager(Explorer):
         page = widgets.IntSlider(min=1, max=self.pages, value=self.page + 1, description="page",
                                  continuous_update=False)
         page.add_class("hwlib-position")
-        picture = widgets.Image(format="png")
-        picture.add_class("hwlib-figure")
+        picture = picture_widget()
         caption = widgets.HTML()
         caption.add_class("hwlib-formula")
 
@@ -83,11 +83,13 @@ class TransferPager(Explorer):
             fig, message = self._draw()
             if message is not None:
                 caption.value = verdict_html([("bad", message)])
+                self.publish()
                 return
             right = sum(ax.title.get_color() == "green" for ax in fig.axes if ax.get_title())
             picture.value = figure_png(fig)
             caption.value = (f"{self.model}, page {self.page + 1} of {self.pages}: {right} of "
                              f"{len(self.indices())} images right")
+            self.publish()
 
         pick.observe(redraw, names="value")
         page.observe(redraw, names="value")
