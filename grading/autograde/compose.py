@@ -1,10 +1,12 @@
 """Composing the submission the sandbox sees, after nbgrader has sanitized its notebooks.
 
-:func:`sanitize` runs nbgrader's autograde *without execution* (trusted: restores edited locked
-cells, re-adds deleted test cells, records the submission); :func:`compose` then assembles, in a
-private folder, the student's files with the kit's given modules reset to the kit's version (the
-student modules are kept, as nbgrader does with ``Autograde.exclude_overwriting``) and the sanitized
-notebooks; :func:`tools_dir` holds the scripts the sandbox runs.
+:func:`sanitize` first puts the release's nbgrader cell metadata back, recording the student's edits of
+it and of locked cells (grading/autograde/metadata.py), then runs nbgrader's autograde *without
+execution* (trusted: restores edited locked cells, re-adds deleted test cells, records the submission);
+:func:`compose` then assembles, in a private folder, the student's files with the kit's given modules
+reset to the kit's version (the student modules are kept, as nbgrader does with
+``Autograde.exclude_overwriting``) and the sanitized notebooks; :func:`tools_dir` holds the scripts the
+sandbox runs.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import shutil
 from pathlib import Path
 
 from ..nbgrader.course_root import ASSIGNMENT, load_config, run_converter, student_modules
+from . import metadata
 from .notebooks import keep_saved_outputs
 from .isolation import BLOCKER
 from .sandbox import copy_regular_files
@@ -29,16 +32,38 @@ BLOCKED_PACKAGE = (
 
 
 def sanitize(course: Path, student: str) -> list[str]:
-    """nbgrader autograde without execution (restore locked cells, re-add deleted ones, record the
+    """The nbgrader metadata and locked cells of the submitted notebooks checked against the release,
+    edits undone and recorded (:func:`metadata.restore_submission`: nbgrader would fail on a cell
+    claiming a grade id it does not know, and would restore an edited locked cell without a word);
+    then nbgrader autograde without execution (restore locked cells, re-add deleted ones, record the
     submission), then the student's saved outputs, which nbgrader clears, put back as data
-    (:func:`notebooks.keep_saved_outputs`); return problems. Workers run it concurrently: its
-    gradebook transactions are short."""
+    (:func:`notebooks.keep_saved_outputs`). Return problems; the flags for the instructor among them
+    are :class:`metadata.Flag` (job.py moves them to the result's flags). Workers run it concurrently:
+    its gradebook transactions are short."""
+    course = Path(course)
+    changes = metadata.restore_submission(course / "submitted" / student / ASSIGNMENT,
+                                          course / "release" / ASSIGNMENT)
+    found = [*metadata.flags(changes), *metadata.details(changes)]
     res = run_converter("autograde", course, student=student, config=load_config(course))
     keep_saved_outputs(course, student)
     if res["success"]:
-        return []
-    last = (res.get("error") or "").strip().splitlines()[-1:]
-    return ["nbgrader could not process the notebooks" + (f": {last[0][:300]}" if last else "")]
+        return found
+    return [*found, (f"nbgrader could not process the notebooks ({_nbgrader_error(res)}): none of them was "
+                     "autograded, so formgrader shows none")]
+
+
+def _nbgrader_error(res: dict) -> str:
+    """The exception behind a failed nbgrader run: the last line of the last traceback in its log (its own
+    error only says "see the traceback above"), else the last line of its error."""
+    log = res.get("log") or ""
+    at = log.rfind("Traceback (most recent call last):")
+    lines = []
+    for line in log[at:].splitlines()[1:] if at >= 0 else []:
+        if line.startswith("["):      # the next log record
+            break
+        lines.append(line.strip())
+    last = [line for line in lines if line][-1:] or (res.get("error") or "").strip().splitlines()[-1:]
+    return last[0].strip()[:300] if last else "no error message"
 
 
 def compose(course: Path, student: str, dest: Path) -> list[str]:

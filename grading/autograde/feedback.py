@@ -26,6 +26,7 @@ from ..nbgrader.course_root import ASSIGNMENT, run_converter
 from . import deadlines, distribution, rerun
 from .gradebook import gradebook, load_results
 from .intake import not_graded as intake_not_graded
+from .metadata import is_restore_flag
 from .policy import flags as policy_flags
 
 __all__ = ["generate", "feedback_one", "student_report", "export_csv", "scores", "class_summary"]
@@ -122,6 +123,13 @@ def student_report(course: Path, student: str, row: dict | None = None, res: dic
     if breaches:   # the tasks' code policy (grading/autograde/policy.py)
         parts.append("<h2>Code policy</h2><ul>" + "".join(f"<li class='fail'>{_e(b['message'])}</li>" for b in breaches)
                      + "</ul>")
+    restored = [f for f in res.get("flags", []) if is_restore_flag(f)]
+    if restored:   # edits of locked cells and of nbgrader's cell metadata, undone (grading/autograde/metadata.py)
+        parts.append("<h2>Cells restored before grading</h2><p>Cells of the notebooks were changed where the "
+                     "assignment does not allow it: locked cells, or the grading metadata of cells. They were put "
+                     "back as released before grading (the change earns no points and costs none), and the change "
+                     "is on record for the instructor. What the metadata said, if anything, is under the problems "
+                     "below.</p><ul>" + "".join(f"<li class='fail'>{_e(f)}</li>" for f in restored) + "</ul>")
     if res.get("problems"):
         parts.append("<h2>Problems with the submission</h2><ul>"
                      + "".join(f"<li>{_e(p)}</li>" for p in res["problems"]) + "</ul>")

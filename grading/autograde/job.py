@@ -6,7 +6,10 @@ For every submission (nbgrader's ``submitted/<student>/hw4/`` layout, or per-stu
    with its submission time; duplicates resolved, the latest wins (grading/autograde/intake.py);
    ``Settings.students`` takes only those ids: the others' results stay as they are;
 2. **in a worker process per submission, in parallel** (default 2 workers):
-   a. nbgrader autograde *without execution* (trusted): restores edited locked cells, re-adds
+   a. the release's nbgrader cell metadata put back first (grading/autograde/metadata.py: a cell
+      claiming points or a grade id the assignment does not define, a copied grade id, would make
+      nbgrader fail), edits of it and of locked cells flagged for the instructor; then nbgrader
+      autograde *without execution* (trusted): restores edited locked cells, re-adds
       deleted test cells, records the submission and its manually graded cells in the gradebook
       (nbgrader's own Execute is switched off in grading/nbgrader/nbgrader_config.py); the outputs
       the student saved, which nbgrader clears, are put back as data (text and images);
@@ -53,6 +56,7 @@ from .compose import compose, sanitize, tools_dir
 from .distribute import Cluster
 from .gradebook import StudentResult, group_result, record_scores, results_dir, save_result
 from .intake import collect
+from .metadata import Flag
 from .notebooks import run_notebook
 from .sandbox import Limits, Sandbox, isolation
 
@@ -100,6 +104,8 @@ def grade_submission(student: str, slot: int, settings: Settings, run_dir: Path,
     course = Path(settings.course)
     workdir = run_dir / student
     problems = list(problems) + ([] if prepared else prepare(course, student, workdir))
+    flags = [p for p in problems if isinstance(p, Flag)]   # sanitize's flags (metadata.py) travel with them
+    problems = [p for p in problems if not isinstance(p, Flag)]
     box = Sandbox(workdir, slot=slot, tools=tools_dir(run_dir), limits=settings.limits, data_root=settings.data_root)
     try:
         groups = list(hidden.load().values())
@@ -121,7 +127,8 @@ def grade_submission(student: str, slot: int, settings: Settings, run_dir: Path,
         box.close()
         if not settings.keep_sandboxes:
             shutil.rmtree(workdir, ignore_errors=True)
-    result = StudentResult(student, results, runs, problems, time.perf_counter() - start, checks_s, box.mode)
+    result = StudentResult(student, results, runs, problems, time.perf_counter() - start, checks_s, box.mode,
+                           flags=[str(f) for f in flags])
     if box.mode != "full":
         result.flags.append(WEAK_LOCAL_FLAG.format(level=box.mode))
     return result
