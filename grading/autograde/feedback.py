@@ -168,9 +168,13 @@ def student_report(course: Path, student: str, row: dict | None = None, res: dic
                          f"<td>{r['wall_s']:.0f}</td></tr>")
         parts.append("</table>")
         parts.append(rerun.report_section(runs))
+    notes = sorted({c["note"] for g in res.get("groups", {}).values() for c in g.get("cases", []) if c.get("note")})
+    if notes:   # what passed cases should still tell the student (a dtype change where it is not deducted)
+        parts.append("<h2>Notes from the hidden checks</h2><ul>" + "".join(f"<li>{_e(n)}</li>" for n in notes)
+                     + "</ul>")
     parts.append("<p class='muted'>Hidden checks use other shapes, seeds, dtypes and memory layouts (transposed "
                  "and strided views) than the public checks, and require that your functions leave their inputs "
-                 "unchanged and keep the inputs' dtype. A failed case names the output that differs, the worst "
+                 "unchanged (and, where the course says so, keep the inputs' dtype). A failed case names the output that differs, the worst "
                  "relative error against the threshold and the first index over it, or the input changed in place "
                  "and where. The other files of this folder are the notebooks with the outputs saved with the "
                  "submission.</p>")
