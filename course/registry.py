@@ -10,7 +10,9 @@ grades.csv, the sample submissions and the tests.
 
 **Profiles** (``[profiles]`` in ``course.toml``) are the assignment's scopes: ``seed``, the default, is
 the seed homework exactly; ``extended`` adds the cs231n-style tasks (the RNN layers, the update rules)
-and derivations. A task, cell or hidden case with ``profiles = [...]`` belongs to those profiles only
+and derivations. A profile may also set ``strict_dtypes`` (true: an output whose dtype is not the
+inputs' fails its hidden case; false, the default: it keeps its points and the feedback explains the
+change; :func:`hwlib.check.judge`). A task, cell or hidden case with ``profiles = [...]`` belongs to those profiles only
 (none: to all); ``points`` (of a cell or case), ``functions`` (of a task) and ``parts`` (of a question)
 may be a table by profile, ``points = { seed = 5, extended = 3 }``. ``load()`` resolves one profile (the
 ``profile`` argument, else ``$HW4_COURSE_PROFILE``, else course.toml's ``profile``) into a flat
@@ -20,8 +22,9 @@ reference code (a solution region belonging to no task of any profile fails the 
 
 ``load()`` checks what a typo would break: parts that do not add up, unknown graded kinds, a cell
 listed twice, a task pointing at no autograded cell of its question, hidden checks of a cell that is
-not autograded, case points that do not add up to their cell's points, unknown profiles, and a
-profile-valued entry that misses the profile being loaded.
+not autograded, case points that do not add up to their cell's points, unknown profiles, a
+profile-valued entry that misses the profile being loaded, and a profile setting that is unknown or
+of the wrong type.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ import nbformat
 from .paths import COURSE_PACKAGE, NOTEBOOKS
 
 __all__ = ["Question", "Task", "Cell", "Registry", "RegistryError", "load", "profiles", "profile_cells",
-           "graded_cells", "PROFILE_ENV", "ONLY_PREFIX"]
+           "graded_cells", "PROFILE_ENV", "ONLY_PREFIX", "PROFILE_SETTINGS"]
 
 PROFILE_ENV = "HW4_COURSE_PROFILE"   # overrides course.toml's profile (tests, one-off builds)
 ONLY_PREFIX = "only-"                # a notebook cell tagged only-<profile> belongs to that profile
@@ -93,6 +96,7 @@ class Registry:
     profile: str = "seed"              # the profile this registry resolves
     profiles: dict = field(default_factory=dict)   # every profile -> its description
     given: tuple = ()                  # task functions of other profiles that this one ships as given code
+    strict_dtypes: bool = False        # an output whose dtype is not the inputs' fails its hidden case
 
     def cells_of(self, question: str) -> list[Cell]:
         return [c for c in self.cells.values() if c.question == question]
@@ -199,9 +203,31 @@ def _all_task_functions(datas: list, names: set) -> set:
     return found
 
 
+# What a [profiles.<name>] table of course.toml may set, and its type.
+PROFILE_SETTINGS = {"description": str, "strict_dtypes": bool}
+
+
+def _settings(head: dict) -> dict:
+    """Every profile's settings (name -> table), checked against :data:`PROFILE_SETTINGS`."""
+    found = head.get("profiles", {})
+    for name, table in found.items():
+        if not isinstance(table, dict):
+            raise RegistryError(f"course.toml: profiles.{name} must be a table ([profiles.{name}])")
+        for key, value in table.items():
+            kind = PROFILE_SETTINGS.get(key)
+            if kind is None:
+                raise RegistryError(f"course.toml: [profiles.{name}] sets {key!r}, which is not a profile setting "
+                                    f"(expected one of {', '.join(PROFILE_SETTINGS)})")
+            if not isinstance(value, kind):
+                raise RegistryError(f"course.toml: [profiles.{name}] {key} must be "
+                                    f"{'true or false' if kind is bool else 'a string'}; got {value!r}")
+    return found
+
+
 def profiles(folder: Path = COURSE_PACKAGE) -> tuple[dict, str]:
     """The course's profiles (name -> description) and its default profile, from ``course.toml``."""
     head = tomllib.loads((Path(folder) / "course.toml").read_text())
+    _settings(head)
     defined = {name: p.get("description", "") for name, p in head.get("profiles", {}).items()} or {"seed": ""}
     default = head.get("profile", next(iter(defined)))
     if default not in defined:
@@ -243,8 +269,9 @@ def load(folder: Path = COURSE_PACKAGE, profile: str | None = None) -> Registry:
                                 f"{profile!r}; the question is worth {q.points:g}")
     assigned = {f for t in tasks for f in t.functions}
     given = tuple(sorted(_all_task_functions(datas, names) - assigned))
+    strict = _settings(head).get(profile, {}).get("strict_dtypes", False)
     return Registry(head["assignment"], head.get("title", ""), questions, cells, tuple(tasks), hidden,
-                    profile, defined, given)
+                    profile, defined, given, strict)
 
 
 def profile_cells(nb, registry: Registry):

@@ -358,3 +358,221 @@ HOG = {"relu_forward": """
         while True:
             pass
     """}
+
+
+# --- value bugs whose wrong output the checks' diagnosis names (hwlib/check/diagnose.py) -----------------
+# Appended to BUGS: each a classic mistake whose output is a known transform of the right one (a factor,
+# a transpose, one sample only, the kernel flipped...), or, for the last ones, a mistake outside that
+# family, which must get no diagnosis. tests/test_check_diagnose.py runs each through the public check
+# and the grader's judge and checks the sentence.
+_POOL_LOOPS = {"max_pool_forward": naive_body("max_pool_forward", "out, cache = naive_max_pool_forward(x, pool_param)")}
+VALUE_BUGS = {
+    "fc_db_mean": ("layers.py", {"fc_backward": """
+        x_flat = x.reshape(x.shape[0], -1)
+        dx = (dout @ w.T).reshape(x.shape)
+        dw = x_flat.T @ dout
+        db = dout.mean(axis=0)  # BUG: averaged over the batch, not summed
+    """}),
+    "fc_dw_transposed": ("layers.py", {"fc_backward": """
+        x_flat = x.reshape(x.shape[0], -1)
+        dx = (dout @ w.T).reshape(x.shape)
+        dw = dout.T @ x_flat  # BUG: (M, D), the transpose of x_flat.T @ dout
+        db = dout.sum(axis=0)
+    """}),
+    "fc_dx_fortran": ("layers.py", {"fc_backward": """
+        x_flat = x.reshape(x.shape[0], -1)
+        dx = (dout @ w.T).reshape(x.shape, order="F")  # BUG: x was flattened in C order
+        dw = x_flat.T @ dout
+        db = dout.sum(axis=0)
+    """}),
+    "relu_mask_inverted": ("layers.py", {"relu_backward": """
+        dx = dout * (x < 0)  # BUG: the mask inverted
+    """}),
+    "conv_dx_first_sample": ("layers.py", {"conv_forward": LOOP_BODIES["conv_forward"], "conv_backward": _changed(
+        LOOP_BODIES["conv_backward"], "dx[n, :, i:i + HH, j:j + WW] += dout[n, f, i, j] * w[f]",
+        "dx[n, :, i:i + HH, j:j + WW] += dout[n, f, i, j] * w[f] * (n == 0)  # BUG: the first sample only")}),
+    "conv_true_convolution": ("layers.py", {"conv_forward": _changed(
+        LOOP_BODIES["conv_forward"], "* w[f])", "* w[f, :, ::-1, ::-1])  # BUG: the kernel flipped (true convolution)"),
+        "conv_backward": LOOP_BODIES["conv_backward"]}),
+    "conv_dw_overwritten": ("layers.py", {"conv_forward": LOOP_BODIES["conv_forward"], "conv_backward": _changed(
+        LOOP_BODIES["conv_backward"], "dw[f] += dout[n, f, i, j] * x[n, :, i:i + HH, j:j + WW]",
+        "dw[f] = dout[n, f, i, j] * x[n, :, i:i + HH, j:j + WW]  # BUG: = where += belongs")}),
+    "pool_dx_whole_window": ("layers.py", {**_POOL_LOOPS, "max_pool_backward": _changed(
+        naive_body("max_pool_backward", "dx = naive_max_pool_backward(dout, cache)"),
+        "dx[n, c, i * S + a, j * S + b] += dout[n, c, i, j]",
+        "dx[n, c, i * S:i * S + HH, j * S:j * S + WW] += dout[n, c, i, j]  # BUG: the whole window, not its maximum")}),
+    "softmax_dx_sign": ("layers.py", {"softmax_loss": """
+        N = x.shape[0]
+        shifted = x - x.max(axis=1, keepdims=True)
+        log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        loss = float(-log_probs[np.arange(N), y].mean())
+        dx = -np.exp(log_probs)
+        dx[np.arange(N), y] += 1  # BUG: one-hot minus softmax: the gradient's sign flipped
+        dx /= N
+    """}),
+    "softmax_loss_summed": ("layers.py", {"softmax_loss": """
+        N = x.shape[0]
+        shifted = x - x.max(axis=1, keepdims=True)
+        log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        loss = float(-log_probs[np.arange(N), y].sum())  # BUG: summed over the batch, not averaged
+        dx = np.exp(log_probs)
+        dx[np.arange(N), y] -= 1
+        dx /= N
+    """}),
+    "rnn_off_by_one": ("rnn_layers.py", {"rnn_forward": """
+        xw = x @ Wx + b
+        h = np.empty((T, N, H), dtype=np.result_type(xw, h0, Wh))
+        prev_h = h0
+        for t in range(T):
+            h[t] = prev_h  # BUG: stores the state before the step: off by one time step
+            prev_h = np.tanh(xw[t] + prev_h @ Wh)
+    """}),
+    "rnn_h0_ignored": ("rnn_layers.py", {"rnn_forward": """
+        xw = x @ Wx + b
+        h = np.empty((T, N, H), dtype=np.result_type(xw, h0, Wh))
+        prev_h = np.zeros_like(h0)  # BUG: starts from zeros, not from h0
+        for t in range(T):
+            prev_h = h[t] = np.tanh(xw[t] + prev_h @ Wh)
+    """}),
+    "rnn_step_db_mean": ("rnn_layers.py", {"rnn_step_backward": """
+        da = dnext_h * (1 - next_h ** 2)
+        dx = da @ Wx.T
+        dprev_h = da @ Wh.T
+        dWx = x.T @ da
+        dWh = prev_h.T @ da
+        db = da.mean(axis=0)  # BUG: averaged over the batch, not summed
+    """}),
+    # Outside the family: no transform of the right answer; the diagnosis must stay silent.
+    "word_embedding_assigned": ("rnn_layers.py", {"word_embedding_backward": """
+        dW = np.zeros(W.shape, dtype=np.result_type(dout, W))
+        dW[x.ravel()] = dout.reshape(-1, W.shape[1])  # BUG: repeated words overwrite, not add up
+    """}),
+    "rnn_no_carry": ("rnn_layers.py", {"rnn_backward": """
+        T, N, H = h.shape
+        da = dh * (1 - h ** 2)  # BUG: no gradient carried back from step t + 1
+        dh0 = da[0] @ Wh.T
+        h_prev = np.concatenate([h0[None], h[:-1]], axis=0)
+        da_rows = da.reshape(T * N, H)
+        dx = da @ Wx.T
+        dWx = x.reshape(T * N, -1).T @ da_rows
+        dWh = h_prev.reshape(T * N, H).T @ da_rows
+        db = da_rows.sum(axis=0)
+    """}),
+    "softmax_no_log": ("layers.py", {"softmax_loss": """
+        N = x.shape[0]
+        shifted = x - x.max(axis=1, keepdims=True)
+        probs = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
+        loss = float(-probs[np.arange(N), y].mean())  # BUG: the probability, not its log
+        dx = probs.copy()
+        dx[np.arange(N), y] -= 1
+        dx /= N
+    """}),
+}
+BUGS.update(VALUE_BUGS)
+__all__ += ["VALUE_BUGS"]
+
+
+# --- Q5 by ResNet-18's parameter names and children ---------------------------------------------------
+# The checks run finetune and freeze on torchvision's ResNet-18 too (hwlib/check/transfer_observe.py), so
+# that code written by its parameter names (conv1.weight ... layer4.1.bn2.bias, fc.weight) or children is
+# judged on them. Correct ways to write each (full marks), and the partial freeze that trains layer4 (a
+# name the small stand-in network has not): tests/test_check_transfer_names.py runs every one of them
+# through the public check and the hidden cases; the samples grade one of each end to end.
+_TRAIN = """
+model = model.to(device)
+criterion = nn.CrossEntropyLoss()
+scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=gamma)
+model = train_model(device, dataloaders, dataset_sizes, model, criterion, optimizer, scheduler,
+                    num_epochs=num_epochs, verbose=verbose)
+"""
+FREEZE_VARIANTS = {
+    "named_parameters": """
+model = pretrained()
+for name, param in model.named_parameters():
+    param.requires_grad = False
+model.fc = nn.Linear(model.fc.in_features, num_classes)
+head = [param for name, param in model.named_parameters() if name.startswith("fc.")]
+optimizer = torch.optim.SGD(head, lr=lr, momentum=momentum)
+""" + _TRAIN,
+    "children": """
+model = pretrained()
+for child in model.children():
+    for param in child.parameters():
+        param.requires_grad = False
+model.fc = nn.Linear(model.fc.in_features, num_classes)
+optimizer = torch.optim.SGD(filter(lambda p: p.requires_grad, model.parameters()), lr=lr, momentum=momentum)
+""" + _TRAIN,
+    "requires_grad_": """
+model = pretrained().requires_grad_(False)
+model.fc = nn.Linear(model.fc.in_features, num_classes)
+optimizer = torch.optim.SGD(model.fc.parameters(), lr=lr, momentum=momentum)
+""" + _TRAIN,
+    "parameter_list": """
+model = pretrained()
+model.fc = nn.Linear(model.fc.in_features, num_classes)
+head = list(model.fc.parameters())
+for param in model.parameters():
+    param.requires_grad = any(param is p for p in head)
+optimizer = torch.optim.SGD(head, lr=lr, momentum=momentum)
+""" + _TRAIN,
+    "by_name_after_the_head": """
+model = pretrained()
+model.fc = nn.Linear(model.fc.in_features, num_classes)
+for name, param in model.named_parameters():
+    param.requires_grad = name.startswith("fc.")
+optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=lr, momentum=momentum)
+""" + _TRAIN,
+}
+FINETUNE_VARIANTS = {
+    "named_parameters": """
+model = pretrained()
+model.fc = nn.Linear(model.fc.in_features, num_classes)
+optimizer = torch.optim.SGD([param for name, param in model.named_parameters()], lr=lr, momentum=momentum)
+""" + _TRAIN,
+    "children": """
+model = pretrained()
+model.fc = nn.Linear(model.fc.in_features, num_classes)
+params = [param for child in model.children() for param in child.parameters()]
+optimizer = torch.optim.SGD(params, lr=lr, momentum=momentum)
+""" + _TRAIN,
+    "requires_grad_": """
+model = pretrained().requires_grad_(True)
+model.fc = nn.Linear(model.fc.in_features, num_classes)
+optimizer = torch.optim.SGD(filter(lambda p: p.requires_grad, model.parameters()), lr=lr, momentum=momentum)
+""" + _TRAIN,
+    "parameter_groups": """
+model = pretrained()
+model.fc = nn.Linear(model.fc.in_features, num_classes)
+backbone = [param for name, param in model.named_parameters() if not name.startswith("fc.")]
+optimizer = torch.optim.SGD([{"params": backbone}, {"params": model.fc.parameters()}], lr=lr, momentum=momentum)
+""" + _TRAIN,
+}
+TRANSFER_BUGS = {
+    # Right on the stand-in (no parameter of it is called layer4*), wrong on ResNet-18: layer4 trains too.
+    "freeze_layer4": ("transfer.py", {"freeze": """
+model = pretrained()
+for name, param in model.named_parameters():
+    if not name.startswith("layer4"):  # BUG: layer4 stays trainable: not a frozen feature extractor
+        param.requires_grad = False
+model.fc = nn.Linear(model.fc.in_features, num_classes)
+optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=lr, momentum=momentum)
+""" + _TRAIN}),
+    "freeze_layer4_head_optimized": ("transfer.py", {"freeze": """
+model = pretrained()
+for name, param in model.named_parameters():
+    if not name.startswith("layer4"):  # BUG: layer4 keeps requires_grad (its gradients are computed)
+        param.requires_grad = False
+model.fc = nn.Linear(model.fc.in_features, num_classes)
+optimizer = torch.optim.SGD(model.fc.parameters(), lr=lr, momentum=momentum)
+""" + _TRAIN}),
+    "finetune_stem_frozen": ("transfer.py", {"finetune": """
+model = pretrained()
+for name, param in model.named_parameters():
+    if name.startswith(("conv1.", "bn1.")):  # BUG: the stem frozen: fine-tuning trains every parameter
+        param.requires_grad = False
+model.fc = nn.Linear(model.fc.in_features, num_classes)
+optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=lr, momentum=momentum)
+""" + _TRAIN}),
+}
+BUGS.update(TRANSFER_BUGS)
+__all__ += ["FREEZE_VARIANTS", "FINETUNE_VARIANTS", "TRANSFER_BUGS"]

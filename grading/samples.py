@@ -27,9 +27,9 @@ from course.registry import load as load_registry
 
 from .nbgrader.course_root import ASSIGNMENT
 from .release.strip import BEGIN, END, solution_regions, student_modules
-from .sample_code import (BUGS, CONV_BY_HELPER, CONV_BY_REFERENCE, FORGED, FORMULA_CONV, HELPER_MODULE, HOG,
-                          HOSTILE_CHEAT, HOSTILE_TARGETS, LOOP_BODIES, TORCH_CONV, TORCH_HELPER, forged_checks,
-                          hostile_prelude, trusted_side_attack)
+from .sample_code import (BUGS, CONV_BY_HELPER, CONV_BY_REFERENCE, FINETUNE_VARIANTS, FORGED, FORMULA_CONV,
+                          FREEZE_VARIANTS, HELPER_MODULE, HOG, HOSTILE_CHEAT, HOSTILE_TARGETS, LOOP_BODIES,
+                          TORCH_CONV, TORCH_HELPER, forged_checks, hostile_prelude, trusted_side_attack)
 
 __all__ = ["Sample", "samples", "write_samples", "expected_points", "HOSTILE_TARGETS"]
 
@@ -204,8 +204,10 @@ def samples(release: Path = RELEASE / ASSIGNMENT) -> list[Sample]:
         Sample("bug-conv-c-order", "conv_forward by as_strided with strides computed from the shape: right "
                                    "for C-ordered inputs only", bug("conv_c_order"),
                loses=_cases_where(lambda c: c.target == "conv" and c.draw.get("layout", "C") != "C")),
-        Sample("bug-pool-float64", "max_pool_forward returns float64 for float32 inputs (np.zeros without dtype)",
-               bug("pool_float64"), loses=_cases_where(lambda c: c.target in ("pool", "ConvNet.loss")
+        Sample("bug-pool-float64", "max_pool_forward returns float64 for float32 inputs (np.zeros without dtype): "
+                                   "right values; a note where the profile's strict_dtypes is off (the seed's), "
+                                   "the float32 cases lost where it is on",
+               bug("pool_float64"), loses=_dtype_loses(lambda c: c.target in ("pool", "ConvNet.loss")
                                                        and c.dtype == "float32")),
         Sample("variant-loops", "the naive loops of bench/naive.py for fc, ReLU, softmax and convolution "
                                 "(ReLU's and softmax's float64 results cast back to the input's dtype)",
@@ -231,6 +233,32 @@ def samples(release: Path = RELEASE / ASSIGNMENT) -> list[Sample]:
                attack("bomb"), loses=_layers_processes(), hostile=True),
         Sample("hostile-hog", "relu_forward starts 60 processes that spin forever, and spins itself",
                bug_bodies("layers.py", HOG), loses={"q1-relu-test": "all"}, hostile=True),
+        # Notebook cells nbgrader's autograde failed on (KeyError, MissingEntry: every notebook of the
+        # submission lost to formgrader): restored before nbgrader runs, the metadata edits flagged
+        # (grading/autograde/metadata.py). Full marks: nothing of it may change a score.
+        Sample("meta-points", "nbgrader points edited in 01_layers.ipynb: the fc test cell's 10 set to 500, the "
+                              "ungraded fc question cell made a graded 100-point cell (code correct)",
+               _edit_notebook(perfect, "01_layers.ipynb", _edit_metadata({
+                   "q1-fc-test": {"points": 500}, "q1-fc-question": {"grade": True, "points": 100}}))),
+        Sample("meta-graded-cell", "a 500-point graded cell of its own added to 01_layers.ipynb (grade id "
+                                   "'bonus'; code correct)",
+               _edit_notebook(perfect, "01_layers.ipynb", _add_graded_cell("bonus", 500, after="q1-fc-test"))),
+        Sample("meta-duplicate-id", "the fc test cell copied in 01_layers.ipynb, the copy edited to pass (a "
+                                    "second cell with grade id q1-fc-test; code correct)",
+               _edit_notebook(perfect, "01_layers.ipynb", _copy_cell("q1-fc-test", 'print("fc: public checks pass")'))),
+        Sample("deleted-answer", "the ReLU derivation cell deleted from 01_layers.ipynb (code correct); nbgrader "
+                                 "failed to add it back after the locked question cell before it",
+               _edit_notebook(perfect, "01_layers.ipynb", lambda nb: nb.cells.__setitem__(slice(None), [
+                   c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") != "q1-relu-derivation"]))),
+        # Q5 by ResNet-18's parameter names (the checks run freeze and finetune on it as well as on a small
+        # stand-in network; grading/sample_code.py holds the variants).
+        Sample("bug-freeze-layer4", "freeze by parameter name leaves ResNet-18's layer4.* trainable (and optimised): "
+                                    "right on a network without a layer4, a partial freeze on ResNet-18",
+               bug("freeze_layer4"), loses=_cases_with_target("freeze")),
+        Sample("variant-transfer-names", "freeze by named_parameters (the head's parameters picked by name for the "
+                                         "optimiser), finetune by children()",
+               bug_bodies("transfer.py", {"freeze": FREEZE_VARIANTS["named_parameters"],
+                                          "finetune": FINETUNE_VARIANTS["children"]})),
     ]
     # A bug in code the course's profile gives (the seed's temporal_softmax_loss) is no student's bug.
     given = set(load_registry().given)
@@ -250,6 +278,38 @@ def _edit_test_cell(grade_id: str, source: str):
         for cell in nb.cells:
             if cell.metadata.get("nbgrader", {}).get("grade_id") == grade_id:
                 cell.source = source
+    return edit
+
+
+def _edit_metadata(changes: dict):
+    """Set keys of the nbgrader metadata of cells: ``{grade_id: {key: value}}``."""
+    def edit(nb):
+        for cell in nb.cells:
+            gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+            if gid in changes:
+                cell.metadata["nbgrader"].update(changes[gid])
+    return edit
+
+
+def _add_graded_cell(grade_id: str, points: float, after: str):
+    """A graded code cell of the student's own (a grade id the assignment does not define), after ``after``."""
+    def edit(nb):
+        index = next(i for i, c in enumerate(nb.cells) if c.metadata.get("nbgrader", {}).get("grade_id") == after)
+        cell = nbformat.v4.new_code_cell('print("bonus question: done")', id=f"{grade_id}-cell")
+        cell.metadata["nbgrader"] = {"grade": True, "grade_id": grade_id, "locked": False, "points": points,
+                                     "schema_version": 3, "solution": False}
+        nb.cells.insert(index + 1, cell)
+    return edit
+
+
+def _copy_cell(grade_id: str, source: str):
+    """A copy of the cell ``grade_id`` (nbgrader metadata and all, a cell id of its own) with ``source``,
+    after it, as a copy and paste in JupyterLab makes it."""
+    def edit(nb):
+        index = next(i for i, c in enumerate(nb.cells) if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
+        cell = nbformat.from_dict(json.loads(json.dumps(nb.cells[index])))
+        cell["id"], cell.source = f"{nb.cells[index].get('id', 'cell')}-copy", source
+        nb.cells.insert(index + 1, cell)
     return edit
 
 
@@ -309,6 +369,12 @@ def _groups_using_layers() -> list[str]:
 def _cases_with_target(*targets: str) -> dict:
     """The cases (of any group) that run one of ``targets``."""
     return _cases_where(lambda c: c.target in targets)
+
+
+def _dtype_loses(condition) -> dict:
+    """The cases of ``condition`` where the course's profile deducts a dtype change (``strict_dtypes``
+    in course/course.toml), none where it does not (the case is judged on its values, with a note)."""
+    return _cases_where(condition) if load_registry().strict_dtypes else {}
 
 
 def _cases_where(condition) -> dict:

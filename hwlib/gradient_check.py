@@ -17,6 +17,7 @@ __all__ = [
     "eval_numerical_gradient_array",
     "assert_close",
     "check_gradient",
+    "format_pair",
 ]
 
 
@@ -78,6 +79,21 @@ def eval_numerical_gradient_array(f: Callable[[np.ndarray], np.ndarray], x: np.n
     return grad
 
 
+def format_pair(actual, expected) -> tuple[str, str]:
+    """Two numbers as a message shows them: plain (``2.2297``, not ``np.float64(2.2297490853822413)``),
+    with 5 significant digits, or as many more as it takes for the two to print differently (up to
+    the precision of their dtype: 17 digits for float64, 9 for float32)."""
+    values = (np.asarray(actual)[()], np.asarray(expected)[()])
+    if not all(isinstance(v, np.floating) or type(v) is float for v in values):
+        return tuple(str(v.item() if isinstance(v, np.generic) else v) for v in values)
+    most = max(min(np.finfo(v.dtype).precision + 3, 17) if isinstance(v, np.floating) else 17 for v in values)
+    for digits in range(5, max(most, 5) + 1):
+        shown = tuple(repr(float(f"{float(v):.{digits}g}")) for v in values)
+        if shown[0] != shown[1]:
+            break
+    return shown
+
+
 def assert_close(actual, expected, *, name: str = "value", threshold: float = 1e-7, floor: float = 1e-8,
                  actual_label: str = "yours", expected_label: str = "expected") -> float:
     """Assert that ``actual`` matches ``expected`` element-wise within a relative error ``threshold``.
@@ -102,9 +118,10 @@ def assert_close(actual, expected, *, name: str = "value", threshold: float = 1e
     if worst > threshold:
         bad = np.argwhere(errors > threshold)[0]
         index = tuple(int(i) for i in bad)
+        yours, theirs = format_pair(a[index], e[index])
         raise AssertionError(
             f"{name}: worst relative error {worst:.2e} > threshold {threshold:.0e}; "
-            f"first bad index {index}: {actual_label}={a[index]!r}, {expected_label}={e[index]!r} "
+            f"first bad index {index}: {actual_label}={yours}, {expected_label}={theirs} "
             f"(shape {tuple(a.shape)})"
         )
     return worst

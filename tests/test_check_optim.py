@@ -23,6 +23,7 @@ from grading.autograde import protocol
 REPO = check.__file__.rsplit("/hwlib/", 1)[0]
 RULES = ("sgd_momentum", "rmsprop", "adam")
 HIDDEN = load(profile="extended").hidden["q2-update-rules"]["cases"]
+STRICT = load(profile="extended").strict_dtypes      # the profile of these tasks deducts a dtype change
 
 
 @pytest.fixture(autouse=True)
@@ -42,7 +43,7 @@ def _verdict(case):
     """Judge the importable hwlib.optim on a hidden case, as the grader does (minus the sandbox)."""
     inputs = check.draw(case["target"], case["seed"], case["dtype"], **case["draw"])
     expected = check.reference(case["target"], inputs)
-    return check.judge(case["target"], check.run(case["target"], inputs), expected, inputs)
+    return check.judge(case["target"], check.run(case["target"], inputs), expected, inputs, strict_dtypes=STRICT)
 
 
 # --- the reference passes ----------------------------------------------------------------------------
@@ -204,9 +205,10 @@ BUGS = [
 def test_a_bug_fails_the_public_check_and_the_hidden_cases(monkeypatch, capsys, name, bug, message, dtypes):
     monkeypatch.setattr(optim, name, bug)
     with pytest.raises(AssertionError, match=message):
-        check.check(name, verbose=False)
+        check.check(name, verbose=False, strict_dtypes=STRICT)
     from hwlib.check.__main__ import main
-    assert main([name]) == 1 and f"{name}: FAIL: AssertionError: " in capsys.readouterr().out
+    assert main([name, *(["--strict-dtypes"] if STRICT else [])]) == 1
+    assert f"{name}: FAIL: AssertionError: " in capsys.readouterr().out
     cases = [c for c in _hidden(name) if c["dtype"] in dtypes]
     assert cases, f"no hidden case of {name} in {dtypes}"
     for case in cases:

@@ -11,9 +11,11 @@ process, which imports the kit's ``hwlib`` and never the submission.
 
 Beyond the returned values, the judge of a layer or model case holds the record of what the student's
 calls left of their inputs (``hwlib.check.watch``): it compares it with the inputs drawn here, so
-changing an input in place, or a record gone missing, fails the case; so does an output whose dtype
-is not the inputs'. A case's ``layout`` draw keyword sends its arrays in another memory layout
-(the sandbox re-creates it from the job's ``_layout`` tag).
+changing an input in place, or a record gone missing, fails the case. An output whose dtype is not the
+inputs' fails it where the course profile sets ``strict_dtypes`` (course/course.toml); otherwise the
+case is judged on its values and keeps its points, and its result carries a note saying what the
+change costs (``CaseResult.note``, for the feedback). A case's ``layout`` draw keyword sends its arrays
+in another memory layout (the sandbox re-creates it from the job's ``_layout`` tag).
 
 The tasks' code policy (a NumPy-only homework: :mod:`.policy`) is checked here too: on the source
 before the sandbox starts, and on what the sandbox recorded while the groups ran; a violation goes
@@ -59,6 +61,7 @@ class Group:
     budget_s: float
     cases: tuple
     oracle: tuple = ()                             # layer families the sandbox computes with PyTorch
+    strict_dtypes: bool = False                    # a dtype change fails a case (the profile's setting)
 
     @property
     def points(self) -> float:
@@ -79,6 +82,7 @@ class CaseResult:
     describe: str                     # dtype and input shapes
     message: str = ""                 # why it failed (the student's error, or the judge's)
     worst: dict = field(default_factory=dict)   # output -> worst relative error (when it passed)
+    note: str = ""                    # what a passed case should still tell the student (a dtype change)
 
 
 @dataclass
@@ -106,7 +110,8 @@ def load(registry=None) -> dict[str, Group]:
     """The hidden-check groups of every autograded cell, from the course registry (``registry``; None:
     the course's profile), by grade_id; every case's target must be in the check table."""
     groups = {}
-    for gid, g in (registry or load_registry()).hidden.items():
+    registry = registry or load_registry()
+    for gid, g in registry.hidden.items():
         where = f"{g['question']}: [hidden.{gid}]"
         cases = tuple(Case(c["id"], c["points"], c.get("target", g.get("target", "")), c.get("dtype", "float64"),
                            c.get("seed", 0), _tuples(dict(c.get("draw", {})))) for c in g["cases"])
@@ -119,7 +124,8 @@ def load(registry=None) -> dict[str, Group]:
         layouts = sorted({str(c.draw["layout"]) for c in cases if "layout" in c.draw} - set(watch.LAYOUTS))
         if layouts:
             raise ValueError(f"{where}: unknown layout {layouts}; expected one of {', '.join(watch.LAYOUTS)}")
-        groups[gid] = Group(gid, float(g.get("budget_s", 60)), cases, tuple(g.get("oracle", ())))
+        groups[gid] = Group(gid, float(g.get("budget_s", 60)), cases, tuple(g.get("oracle", ())),
+                            registry.strict_dtypes)
     return groups
 
 
@@ -166,8 +172,9 @@ def evaluate(group: Group, inputs_of: dict, outputs: dict, errors: dict, status:
             cases.append(CaseResult(case.id, 0, case.points, False, desc, f"{err['type']}: {err['message']}{where}"))
             continue
         expected = _reference(group, case, inputs)
+        got = outputs.get(case.id, {})
         try:
-            summary = check.judge(case.target, outputs.get(case.id, {}), expected, inputs)
+            summary = check.judge(case.target, got, expected, inputs, strict_dtypes=group.strict_dtypes)
         except AssertionError as exc:
             cases.append(CaseResult(case.id, 0, case.points, False, desc, str(exc)))
             continue
@@ -175,7 +182,8 @@ def evaluate(group: Group, inputs_of: dict, outputs: dict, errors: dict, status:
             cases.append(CaseResult(case.id, 0, case.points, False, desc, f"{type(exc).__name__}: {exc}"))
             continue
         worst = summary if isinstance(summary, dict) else {}
-        cases.append(CaseResult(case.id, case.points, case.points, True, desc, "", worst))
+        note = " ".join(check.notes(case.target, got, expected, graded=True))
+        cases.append(CaseResult(case.id, case.points, case.points, True, desc, "", worst, note))
     return GroupResult(group.grade_id, sum(c.points for c in cases), group.points, status, message, cases)
 
 
@@ -307,14 +315,7 @@ def _run_batch(box: Sandbox, groups: list[Group], inputs_of: dict, budget_scale:
     env = {"HW4_SITE_PACKAGES": os.pathsep.join(site_packages())}
     if binds:
         env["HW4_ORACLE"] = binds[0][1] if box.contained else str(binds[0][0])
-
-    def fail(gids, status, why):
-        for gid in gids:
-            results[gid] = evaluate(by_id[gid], inputs_of, {}, {}, status, why)
-            pending.remove(gid)
-
     while pending:
-        budget = STARTUP_S + sum(budget_of[g] for g in pending)
         argv = box.python("sandbox_runner.py", box.job_path, box.out_path, f"{box.root}/submission", *pending)
         running = box.start(argv, timeout=WALL_FACTOR * (STARTUP_S + sum(budget_of[g] for g in pending)), env=env,
                             blocked=blocked, binds=binds, log_dir=box.workdir.parent / f"{box.workdir.name}.log")
@@ -345,10 +346,10 @@ def _watch(running, out_dir, pending: list, budget_of: dict):
     Ends once every pending group is accounted for, or the runner ended (then it starts again on the rest)."""
     left, clock, current = list(pending), Clock(running), None
     while left:
-        for gid in [g for g in left if untrusted.present(out_dir / f"{g}.done")]:
         # Whether the runner has ended, asked *before* looking for finished groups: what it finished
         # before it ended is then seen below, never taken for a crash of the group it finished last.
         exited = running.poll() is not None
+        for gid in [g for g in left if untrusted.present(out_dir / f"{g}.done")]:
             left.remove(gid)
             current = None if current == gid else current
             yield gid, "done", ""

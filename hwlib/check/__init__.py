@@ -16,9 +16,10 @@ threshold, and the first bad index with both values.
 
 Each target gives ``draw`` (inputs from a seed), ``run`` (your code's outputs), ``reference`` and
 ``judge`` (:mod:`.engine`); the functions below do these by name. Every layer and model check also
-holds the rules of :mod:`.watch`: your functions leave their inputs unchanged, work on any memory
-layout, and keep the dtype. :mod:`.protocol` (the files between the grader and its sandbox) serves
-the grader.
+holds the rules of :mod:`.watch`: your functions leave their inputs unchanged and work on any memory
+layout; an output whose dtype is not the inputs' (float64 out of float32 in: ``np.zeros`` without
+``dtype=``) is printed as a note with what it costs, or fails where the course requires the dtype
+(``check(name, strict_dtypes=True)``; the grader follows the course's ``strict_dtypes``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from __future__ import annotations
 from . import engine, layers, models, optim, rnn, transfer
 from .engine import NUMERICAL_FLOOR_SCALE, THRESHOLDS, Target, check_model_gradients, compare, describe
 
-__all__ = ["TARGETS", "Target", "target", "select", "draw", "run", "reference", "judge", "check", "compare",
+__all__ = ["TARGETS", "Target", "target", "select", "draw", "run", "reference", "judge", "notes", "check", "compare",
            "describe", "numerical_gradients", "check_model_gradients", "THRESHOLDS", "NUMERICAL_FLOOR_SCALE"]
 
 TARGETS: dict[str, Target] = {t.name: t for t in (*layers.TARGETS, *rnn.TARGETS, *models.TARGETS, *transfer.TARGETS,
@@ -66,9 +67,16 @@ def reference(name: str, inputs: dict) -> dict:
     return engine.reference(target(name), inputs)
 
 
-def judge(name: str, outputs: dict, expected: dict, inputs: dict, label: str = "reference"):
-    """A summary of ``outputs`` against ``expected``, or an ``AssertionError`` saying what is wrong."""
-    return engine.judge(target(name), outputs, expected, inputs, label)
+def judge(name: str, outputs: dict, expected: dict, inputs: dict, label: str = "reference",
+          strict_dtypes: bool = False):
+    """A summary of ``outputs`` against ``expected``, or an ``AssertionError`` saying what is wrong
+    (with ``strict_dtypes``, also an output whose dtype is not the expected one)."""
+    return engine.judge(target(name), outputs, expected, inputs, label, strict_dtypes)
+
+
+def notes(name: str, outputs: dict, expected: dict, graded: bool = False) -> list[str]:
+    """What ``outputs`` should tell the student beyond the verdict: their dtype changes and what they cost."""
+    return engine.notes(target(name), outputs, expected, graded)
 
 
 def numerical_gradients(name: str, inputs: dict, h: float = 1e-6) -> dict:
@@ -76,8 +84,9 @@ def numerical_gradients(name: str, inputs: dict, h: float = 1e-6) -> dict:
     return engine.numerical_gradients(target(name), inputs, h)
 
 
-def check(name: str, seed: int = 0, verbose: bool = True) -> None:
+def check(name: str, seed: int = 0, verbose: bool = True, strict_dtypes: bool = False) -> None:
     """Run the public check of ``name`` (or of every target of a model, e.g. ``"ConvNet"``);
-    raise on the first failure (``AssertionError``), or ``NotImplementedError`` where code is missing."""
+    raise on the first failure (``AssertionError``), or ``NotImplementedError`` where code is missing.
+    A dtype change is a printed note, or a failure with ``strict_dtypes``."""
     for chosen in select([name]):
-        engine.check(TARGETS[chosen], seed, verbose)
+        engine.check(TARGETS[chosen], seed, verbose, strict_dtypes)

@@ -2,7 +2,8 @@
 
 Names are targets (``fc``, ``rnn``, ``SoftmaxClassifier.loss``, ``freeze``...) or a model's name for
 all of its checks (``ConvNet``); without names, every check runs. Exit status 1 when one fails or
-is not implemented yet, 2 for an unknown name.
+is not implemented yet, 2 for an unknown name. An output whose dtype is not the inputs' is a note
+(``note: ...``), or a failure with ``--strict-dtypes``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hwlib.check", description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", help=f"checks to run (default: all of {', '.join(TARGETS)})")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--strict-dtypes", action="store_true",
+                        help="fail an output whose dtype is not the inputs' (default: a note)")
     args = parser.parse_args(argv)
     try:
         names = select(args.names)
@@ -28,7 +31,7 @@ def main(argv=None) -> int:
     for name in names:
         print(f"{name}:")
         try:
-            check(name, seed=args.seed)
+            check(name, seed=args.seed, strict_dtypes=args.strict_dtypes)
             print(f"{name}: PASS")
         except NotImplementedError:
             failed.append(name)

@@ -7,7 +7,9 @@ them in different processes (the student's code in a sandbox, the verdict outsid
 * ``draw``: inputs, from a seed, a dtype and keyword arguments (shapes, constructor arguments);
 * ``run``: the outputs of whatever ``hwlib`` is importable (the student's, when graded);
 * ``reference``: the expected outputs, computed independently (PyTorch, or the kit's model);
-* ``judge``: outputs against expected -> a summary, or an ``AssertionError`` that says what is wrong.
+* ``judge``: outputs against expected -> a summary, or an ``AssertionError`` that says what is wrong;
+  :func:`notes` says what the judge let pass but the student should know (a dtype change, where the
+  course does not deduct it: ``strict_dtypes``).
 
 The functions here take a :class:`Target`; ``hwlib.check`` offers the same ones by name.
 """
@@ -22,9 +24,11 @@ import numpy as np
 
 from ..gradient_check import assert_close, eval_numerical_gradient, eval_numerical_gradient_array
 from . import watch as _watch
+from . import speed as _speed
+from .diagnose import Mismatch
 
 __all__ = ["Target", "THRESHOLDS", "NUMERICAL_FLOOR_SCALE", "compare", "describe", "draw", "run", "reference",
-           "judge", "numerical_gradients", "check", "check_model_gradients"]
+           "judge", "notes", "numerical_gradients", "check", "check_model_gradients"]
 
 # (threshold, floor scale) by dtype: float64 matches PyTorch to round-off. Entries smaller than
 # floor scale * max|expected| are judged against that floor (their own digits are round-off).
@@ -47,7 +51,8 @@ class Target:
     cases: tuple = ()                          # draw keywords of the public cases
     grads: tuple = ()                          # outputs that are gradients w.r.t. the input of that name
     forward: Callable[[dict], object] | None = None   # inputs -> the output ``grads`` differentiate
-    public: Callable[[int, bool], None] | None = None  # (seed, verbose): a public check of its own
+    public: Callable[[int, bool, bool], None] | None = None  # (seed, verbose, strict_dtypes): a public check
+                                                             # of its own
     seeded: bool = False                       # draw takes the integer seed (models, Q5 observers)
     watch: tuple = ()                          # (function, its arguments): the student's calls, in order,
                                                # that must leave the inputs unchanged and keep dtypes
@@ -96,18 +101,36 @@ def reference(target: Target, inputs: dict) -> dict:
     return target.reference(inputs)
 
 
-def judge(target: Target, outputs: dict, expected: dict, inputs: dict, label: str = "reference"):
+def _dtype_source(target: Target) -> str:
+    return "model" if target.held == "model.params" else "inputs"
+
+
+def judge(target: Target, outputs: dict, expected: dict, inputs: dict, label: str = "reference",
+          strict_dtypes: bool = False):
     """A summary (worst relative error per output, or a sentence); ``AssertionError`` on a failure.
 
     A watched target's calls must first have left ``inputs`` (what was sent) unchanged, by the record in
-    ``outputs``; after the values, its floating outputs must have the expected (the inputs') dtype.
+    ``outputs``; then the values are judged, at the threshold of the expected dtype. With
+    ``strict_dtypes`` (the course profile's setting), the floating outputs must also have the expected
+    dtype (the inputs', or the model's); without, a dtype change is no failure: :func:`notes` explains it.
     """
     if target.watch:
         _watch.require_unchanged(target.name, target.watch, target.held, outputs, inputs)
-    summary = target.judge(outputs, expected, inputs, label)
-    if target.watch:
-        _watch.require_dtypes(target.name, outputs, expected)
+    try:
+        summary = target.judge(outputs, expected, inputs, label)
+    except Mismatch as exc:
+        raise exc.explained(target.name, inputs, target.reference) from None
+    if strict_dtypes:
+        _watch.require_dtypes(target.name, outputs, expected, _dtype_source(target))
     return summary
+
+
+def notes(target: Target, outputs: dict, expected: dict, graded: bool = False) -> list[str]:
+    """What a passing case should still tell the student: the dtype changes of its outputs (which
+    :func:`judge` fails under ``strict_dtypes``), what they cost, and how to keep the dtype. ``graded``:
+    for a hidden case's feedback (the course does not deduct them), else for a public check."""
+    note = _watch.dtype_note(target.name, outputs, expected, _dtype_source(target), graded)
+    return [note] if note else []
 
 
 def compare(name: str, outputs: dict, expected: dict, threshold: float | None = None,
@@ -125,8 +148,11 @@ def compare(name: str, outputs: dict, expected: dict, threshold: float | None = 
         limit = threshold if threshold is not None else default
         scale = floor_scale if floor_scale is not None else scale
         floor = max(1e-8, scale * float(np.max(np.abs(exp)))) if exp.size else 1e-8
-        worst[key] = assert_close(outputs[key], exp, name=f"{name} {key}", threshold=limit, floor=floor,
-                                  expected_label=expected_label)
+        try:
+            worst[key] = assert_close(outputs[key], exp, name=f"{name} {key}", threshold=limit, floor=floor,
+                                      expected_label=expected_label)
+        except AssertionError as exc:   # the judge, which has the inputs, adds what the mistake is (diagnose.py)
+            raise Mismatch(str(exc), key, outputs[key], exp, limit, scale) from None
     return worst
 
 
@@ -187,8 +213,14 @@ def check_model_gradients(model, *loss_args, threshold: float = 1e-6, floor_scal
     for name in model.params:
         numerical = eval_numerical_gradient(lambda _: model.loss(*loss_args)[0], model.params[name], h=h)
         floor = floor_scale * max(float(np.abs(numerical).max()), 1e-8)
-        worst[name] = assert_close(grads.get(name), numerical, name=f"{label} grads[{name!r}]",
-                                   threshold=threshold, floor=floor, expected_label="numerical")
+        try:
+            worst[name] = assert_close(grads.get(name), numerical, name=f"{label} grads[{name!r}]",
+                                       threshold=threshold, floor=floor, expected_label="numerical")
+        except AssertionError as exc:   # what the mistake is, where it is a known one (diagnose.py)
+            sizes = {"N": len(loss_args[0]) if np.ndim(loss_args[0]) else None,
+                     "T": np.shape(loss_args[1])[1] - 1 if len(loss_args) > 1 and np.ndim(loss_args[1]) == 2 else None}
+            raise Mismatch(str(exc), f"grads/{name}", grads.get(name), numerical, threshold,
+                           floor_scale).explained(label, **sizes) from None
     if verbose:
         errors = ", ".join(f"{k} {v:.1e}" for k, v in worst.items())
         print(f"  {label} gradient check (threshold {threshold:.0e}): {errors}")
@@ -197,36 +229,61 @@ def check_model_gradients(model, *loss_args, threshold: float = 1e-6, floor_scal
 
 # --- the public check --------------------------------------------------------------------------
 
-def check(target: Target, seed: int = 0, verbose: bool = True) -> None:
+def check(target: Target, seed: int = 0, verbose: bool = True, strict_dtypes: bool = False) -> None:
     """The public check of ``target``: its own (models, Q5), or the layers' loop.
 
     The layers' loop: on every public case, in float64 and float32, the outputs against the
-    reference (PyTorch), the inputs left unchanged and the dtypes kept; the first case again with
-    Fortran-ordered (float64) and strided (float32) inputs; then, on the first case in float64, the
-    gradients against numerical ones. All cases are drawn from one generator seeded with ``seed``.
+    reference (PyTorch) and the inputs left unchanged; the first case again with Fortran-ordered
+    (float64) and strided (float32) inputs; then, on the first case in float64, the gradients against
+    numerical ones. All cases are drawn from one generator seeded with ``seed``. A dtype change fails
+    with ``strict_dtypes``; otherwise it is printed as a note (once), with what it costs.
     """
     if target.public is not None:
-        target.public(seed, verbose)
+        target.public(seed, verbose, strict_dtypes)
+        _speed_note(target, verbose)
         return
     rng = np.random.default_rng(seed)
     conditions = [(case, dtype, None) for case in target.cases for dtype in (np.float64, np.float32)]
+    noted = []
     for case, dtype, layout in conditions + [(target.cases[0], np.float64, "fortran"),
                                              (target.cases[0], np.float32, "strided")]:
         inputs = draw(target, rng, dtype, **case, **({"layout": layout} if layout else {}))
+        outputs, expected = run(target, inputs), reference(target, inputs)
         try:
-            worst = judge(target, run(target, inputs), reference(target, inputs), inputs, label="torch")
+            worst = judge(target, outputs, expected, inputs, label="torch", strict_dtypes=strict_dtypes)
         except AssertionError as exc:
             raise AssertionError(f"{exc} (case: {describe(inputs)})") from None
+        noted += [note for note in notes(target, outputs, expected) if note not in noted]
         if verbose:
             errors = ", ".join(f"{k} {v:.1e}" for k, v in worst.items())
             print(f"  {target.name} {describe(inputs)}: vs PyTorch {errors}")
-    if not target.grads:
-        return
-    inputs = draw(target, rng, np.float64, **target.cases[0])
-    outputs = run(target, inputs)
-    numerical = numerical_gradients(target, inputs)
-    worst = compare(target.name, {k: outputs[k] for k in numerical}, numerical, threshold=1e-6,
-                    expected_label="numerical", floor_scale=NUMERICAL_FLOOR_SCALE)
+    if target.grads:
+        inputs = draw(target, rng, np.float64, **target.cases[0])
+        outputs = run(target, inputs)
+        numerical = numerical_gradients(target, inputs)
+        try:
+            worst = compare(target.name, {k: outputs[k] for k in numerical}, numerical, threshold=1e-6,
+                            expected_label="numerical", floor_scale=NUMERICAL_FLOOR_SCALE)
+        except Mismatch as exc:
+            raise exc.explained(target.name, inputs, target.reference) from None
+        if verbose:
+            errors = ", ".join(f"{k} {v:.1e}" for k, v in worst.items())
+            print(f"  {target.name} gradient check (threshold 1e-06): {errors}")
+    show_notes(noted, verbose)
+    _speed_note(target, verbose)
+
+
+def _speed_note(target: Target, verbose: bool) -> None:
+    """After a passing public check of conv, pool or ConvNet.loss: what Q3's graded run would take with
+    the student's code (:mod:`.speed`; a note, never a failure; never in the grader's hidden checks)."""
+    if verbose and target.name in _speed.NOTED:
+        text = _speed.note(target.name)
+        if text:
+            print(f"  {text}")
+
+
+def show_notes(noted: list, verbose: bool = True) -> None:
+    """Print the notes of a public check (not indented: ``python -m hwlib.submit`` lists them)."""
     if verbose:
-        errors = ", ".join(f"{k} {v:.1e}" for k, v in worst.items())
-        print(f"  {target.name} gradient check (threshold 1e-06): {errors}")
+        for note in noted:
+            print(note)

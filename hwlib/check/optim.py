@@ -16,7 +16,7 @@ hyperparameters (drawn away from the defaults; epsilon large enough that where i
 result) and, for adam, ``t``; the state arrays (``velocity``, ``cache``, ``m`` and ``v``), which the
 rule gets in its config. Outputs: ``next_w/1`` ... ``next_w/<steps>`` and ``config/<key>``, the final
 state. References compute in float64 and round to w's dtype; the rules of :mod:`.watch` hold (w and
-dw left unchanged, any memory layout, w's dtype kept). A rule may update its own state arrays in
+dw left unchanged, any memory layout, w's dtype kept or noted: ``strict_dtypes``). A rule may update its own state arrays in
 place: they are the config's, which the rule owns.
 """
 

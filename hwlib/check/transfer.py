@@ -11,8 +11,10 @@ implementation shows:
 * ``visualize_model``: the figure shows ``num_images`` distinct validation images, each titled with
   the model's prediction; the model predicts in eval mode without gradients and is left in the mode
   it was found in;
-* ``finetune`` / ``freeze`` (with a small "pretrained" network and ``train_model`` replaced by a
-  recorder): ``train_model`` is called once with the pretrained weights, a new head
+* ``finetune`` / ``freeze`` (with ``train_model`` replaced by a recorder; on a small "pretrained"
+  network of the case's ``num_ftrs`` features, then on torchvision's ResNet-18 with random weights, the
+  network students write these for, so that code going by its parameter names or children is judged
+  on them): ``train_model`` is called once with the pretrained weights, a new head
   ``Linear(num_ftrs, num_classes)``, cross-entropy, SGD with the given ``lr`` and ``momentum`` over
   every parameter (finetune) or over the new head only, the backbone frozen (freeze), and a StepLR
   with the given ``step_size`` and ``gamma``; its result is returned.
@@ -35,9 +37,10 @@ import numpy as np
 from . import engine
 from .engine import Target, require
 
-__all__ = ["HEAD", "LR", "GAMMA", "judge_observations", "TARGETS"]
+__all__ = ["HEAD", "LR", "GAMMA", "RESNET", "RESNET_FTRS", "judge_observations", "TARGETS"]
 
 HEAD = ["fc.weight", "fc.bias"]
+RESNET, RESNET_FTRS = "resnet18", 512   # the prefix of the observations on ResNet-18; its fc.in_features
 LR, GAMMA = 0.1, 0.5          # the train_model check's SGD learning rate and StepLR(step_size=1) factor
 
 
@@ -133,6 +136,20 @@ def _judge_visualize_model(obs: dict, num_images: int) -> str:
 # --- finetune / freeze ---------------------------------------------------------------------------
 
 def _judge_scenario(func: str, obs: dict, settings: dict) -> str:
+    """The rules on the small network's observations, then on ResNet-18's (``resnet18/...``)."""
+    summary = _judge_run(func, obs, settings)
+    resnet = {key[len(RESNET) + 1:]: value for key, value in obs.items() if key.startswith(f"{RESNET}/")}
+    where = "on torchvision's ResNet-18 (random weights, 32x32 images), the network it is written for"
+    error = str(resnet.get("error", ""))
+    require(not error, f"{func} failed {where}: {error}")
+    try:
+        _judge_run(func, resnet, {**settings, "num_ftrs": RESNET_FTRS})
+    except AssertionError as exc:
+        raise AssertionError(f"{where}: {exc}") from None
+    return f"{summary}; the same on ResNet-18 ({len(resnet.get('names', []))} parameter tensors)"
+
+
+def _judge_run(func: str, obs: dict, settings: dict) -> str:
     require(int(obs.get("calls", 0)) == 1, f"{func} must train by calling train_model once; it called it "
                                            f"{obs.get('calls', 0)} times")
     require(int(obs.get("pretrained_calls", 0)) >= 1 and obs.get("from_pretrained") is True,
@@ -257,7 +274,7 @@ def _judge(func: str, outputs: dict, expected: dict, inputs: dict, label: str = 
     return judge_observations(func, obs, inputs)
 
 
-def _public(name: str, first_seed: int, seed: int, verbose: bool) -> None:
+def _public(name: str, first_seed: int, seed: int, verbose: bool, strict_dtypes: bool = False) -> None:
     """One public case: the draw's defaults and seed ``first_seed + seed``."""
     target = _BY_NAME[name]
     inputs = engine.draw(target, first_seed + seed)

@@ -8,14 +8,18 @@ turns the observations into a verdict (in the grader, outside the sandbox, where
   counts its steps and spots stale gradients, a network that records the mode it is called in, and a
   second run whose later epochs are wrecked on purpose;
 * ``visualize_model``'s observer is in :mod:`hwlib.check.transfer_observe_figure`;
-* :func:`observe_scenario`: ``finetune`` or ``freeze`` with a small "pretrained" network and a
-  stand-in for ``train_model`` that records what it is given (model, criterion, optimizer, scheduler)
-  and trains a few steps itself, so these checks do not depend on the student's ``train_model``.
+* :func:`observe_scenario`: ``finetune`` or ``freeze`` with a small "pretrained" network (the case's
+  number of features), then again with torchvision's ResNet-18 (its parameter names and children, random
+  weights, 32x32 images), and a stand-in for ``train_model`` that records what it is given (model,
+  criterion, optimizer, scheduler) and trains a few steps itself, so these checks do not depend on the
+  student's ``train_model``.
 """
 
 from __future__ import annotations
 
 import copy
+import os
+import traceback
 import warnings
 
 import torch
@@ -194,12 +198,15 @@ class _Pretrained(nn.Module):
 
 class _StandIn:
     """Takes the place of ``transfer.train_model`` during a finetune/freeze check: records what it is
-    given, then trains one batch per epoch itself (its own loss), stepping the scheduler per epoch."""
+    given, then trains one batch of ``batch_shape`` per epoch itself (its own loss, at most
+    ``max_epochs`` epochs), stepping the scheduler per epoch."""
 
     MAX_EPOCHS = 50
 
-    def __init__(self, num_classes: int, generator: torch.Generator):
+    def __init__(self, num_classes: int, generator: torch.Generator, batch_shape=(4, 3, 6, 6),
+                 max_epochs: int = MAX_EPOCHS):
         self.num_classes, self.generator, self.calls, self.returned = num_classes, generator, [], None
+        self.batch_shape, self.max_epochs = tuple(batch_shape), int(max_epochs)
 
     def __call__(self, device, dataloaders, dataset_sizes, model, criterion, optimizer, scheduler, num_epochs=25,
                  *, verbose=True):
@@ -228,10 +235,10 @@ class _StandIn:
         record["epoch_lr"], record["train_error"] = [], ""
         try:
             model.train()
-            for _ in range(min(int(num_epochs), self.MAX_EPOCHS)):
+            for _ in range(min(int(num_epochs), self.max_epochs)):
                 record["epoch_lr"].append(float(groups[0]["lr"]) if groups else -1.0)
-                x = torch.randn(4, 3, 6, 6, generator=self.generator)
-                y = torch.randint(self.num_classes, (4,), generator=self.generator)
+                x = torch.randn(*self.batch_shape, generator=self.generator)
+                y = torch.randint(self.num_classes, (self.batch_shape[0],), generator=self.generator)
                 optimizer.zero_grad()
                 nn.functional.cross_entropy(model(x), y).backward()
                 optimizer.step()
@@ -242,17 +249,40 @@ class _StandIn:
         return model
 
 
-def observe_scenario(func: str, settings: dict, seed: int) -> dict:
-    """Call ``transfer.<func>`` ("finetune" or "freeze") with a small pretrained network and the
-    keyword settings (lr, momentum, step_size, gamma), ``train_model`` replaced by :class:`_StandIn`;
-    record what reached ``train_model`` and what the function returned."""
-    torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed + 1)
-    num_ftrs, num_classes = int(settings["num_ftrs"]), int(settings["num_classes"])
-    original = _Pretrained(num_ftrs)
+RESNET = "resnet18"             # the prefix of the observations on torchvision's ResNet-18
+RESNET_BATCH = (2, 3, 32, 32)   # its training batches in the stand-in train_model: small and quick
+
+
+def _stand_in_network(num_ftrs: int, generator: torch.Generator) -> nn.Module:
+    """The small pretrained network (``num_ftrs`` features as the case asks), N(0, 1) weights."""
+    net = _Pretrained(num_ftrs)
     with torch.no_grad():
-        for p in original.parameters():
+        for p in net.parameters():
             p.copy_(torch.randn(p.shape, generator=generator))
+    return net
+
+
+def _resnet18(generator: torch.Generator) -> nn.Module:
+    """torchvision's ResNet-18, the network the students write ``finetune`` and ``freeze`` for: its
+    parameter names (``conv1.weight``, ``layer4.1.bn2.bias``, ``fc.weight``...), its children and its
+    512-feature head of 1000 classes; random weights (torchvision's initialisation under the case's seed,
+    batch-norm scales and shifts drawn too, so that a re-initialised layer shows)."""
+    from torchvision.models import resnet18
+
+    net = resnet18(weights=None)
+    with torch.no_grad():
+        for module in net.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.weight.copy_(0.5 + torch.rand(module.weight.shape, generator=generator))
+                module.bias.copy_(0.1 * torch.randn(module.bias.shape, generator=generator))
+    return net
+
+
+def _observe(func: str, settings: dict, original: nn.Module, generator: torch.Generator, batch_shape,
+             max_epochs: int) -> dict:
+    """Call ``transfer.<func>`` with ``pretrained`` returning copies of ``original`` and ``train_model``
+    replaced by :class:`_StandIn`; record what reached ``train_model`` and what the function returned."""
+    num_classes = int(settings["num_classes"])
     made = []
 
     def pretrained():
@@ -260,7 +290,7 @@ def observe_scenario(func: str, settings: dict, seed: int) -> dict:
         made.append((net, net.fc))
         return net
 
-    stand_in = _StandIn(num_classes, generator)
+    stand_in = _StandIn(num_classes, generator, batch_shape, max_epochs)
     # train_model is a recorder here: the loaders need only be passed on, as they are
     dataloaders, sizes = {"train": "train-loader", "val": "val-loader"}, {"train": 8, "val": 4}
     device = torch.device("cpu")
@@ -273,7 +303,7 @@ def observe_scenario(func: str, settings: dict, seed: int) -> dict:
                                            step_size=settings["step_size"], gamma=settings["gamma"], verbose=False)
     finally:
         transfer.train_model = real
-    obs = {"calls": len(stand_in.calls), "pretrained_calls": len(made), "num_ftrs": num_ftrs,
+    obs = {"calls": len(stand_in.calls), "pretrained_calls": len(made), "num_ftrs": original.fc.in_features,
            "returned_is_trained": stand_in.returned is not None and returned is stand_in.returned}
     if not stand_in.calls:
         return obs
@@ -294,4 +324,36 @@ def observe_scenario(func: str, settings: dict, seed: int) -> dict:
                head_shape=[head.in_features, head.out_features] if isinstance(head, nn.Linear) else [-1, -1],
                not_loaded=[k for k, v in loaded.items() if not k.startswith("fc.")
                            and not (k in record["state"] and torch.equal(record["state"][k], v))])
+    return obs
+
+
+def _error(exc: BaseException) -> str:
+    """``Type: message (file:line in function)``, the line the innermost frame of the student's ``hwlib``
+    (not the checks') that the exception came through."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__)
+              if "/hwlib/" in f.filename.replace(os.sep, "/") and "/hwlib/check/" not in f.filename.replace(os.sep, "/")]
+    where = f" ({os.path.basename(frames[-1].filename)}:{frames[-1].lineno} in {frames[-1].name})" if frames else ""
+    return f"{type(exc).__name__}: {str(exc)[:300]}{where}"
+
+
+def observe_scenario(func: str, settings: dict, seed: int) -> dict:
+    """Call ``transfer.<func>`` ("finetune" or "freeze") twice, with the keyword settings (lr, momentum,
+    step_size, gamma) and ``train_model`` replaced by :class:`_StandIn`: first with a small pretrained
+    network of ``num_ftrs`` features (the case's), then with torchvision's ResNet-18 (random weights,
+    32x32 images, batches of 2), the network the students write these functions for, so that what they
+    do by its parameter names (``layer4.*``) or children counts. The second run's observations are
+    prefixed ``resnet18/``; an exception of the student's code there is its observation ``resnet18/error``
+    (one of the first run propagates, as in every check)."""
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed + 1)
+    original = _stand_in_network(int(settings["num_ftrs"]), generator)
+    obs = _observe(func, settings, original, generator, (4, 3, 6, 6), _StandIn.MAX_EPOCHS)
+    torch.manual_seed(seed + 2)
+    generator = torch.Generator().manual_seed(seed + 3)
+    try:
+        resnet = _observe(func, settings, _resnet18(generator), generator, RESNET_BATCH,
+                          int(settings["num_epochs"]) + 1)
+    except Exception as exc:  # noqa: BLE001 - the student's code failed on ResNet-18: an observation
+        resnet = {"error": _error(exc)}
+    obs.update({f"{RESNET}/{key}": value for key, value in resnet.items()})
     return obs
