@@ -41,6 +41,7 @@ run: $(STAMP)
 	$(PY) -m course.run
 
 test: $(STAMP)
+	$(PY) -m ruff check .
 	@# Two test workers, one BLAS/OpenMP thread each: oversubscribed BLAS threads spin and crawl.
 	HWLIB_TEST_SHARED_DATA=$(SHARED_DATA) OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 \
 		$(PY) -m pytest -q -n 2 --dist loadfile tests

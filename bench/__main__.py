@@ -38,7 +38,7 @@ def _load() -> str:
     # Other processes on the machine slow everything down: print the load so that a reader can tell
     # a quiet run from a busy one.
     try:
-        return "load average %.2f %.2f %.2f" % os.getloadavg()
+        return "load average {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
     except OSError:
         return "load average unknown"
 

@@ -6,7 +6,7 @@ grader all import it from here.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

@@ -279,7 +279,7 @@ def _pool_bytes(x_shape, itemsize: int, geometry) -> int:
     """The bytes max-pooling's forward pass allocates at once: the output (and its row-major copy)
     and two masks of one byte per window entry; with overlapping windows also the maxima along the
     rows, (N, C, H, Wo), and their masks."""
-    (N, C, H, W), (HH, WW, S, Ho, Wo) = x_shape, geometry
+    (N, C, H, _), (HH, WW, S, Ho, Wo) = x_shape, geometry
     out = nbytes((N, C, Ho, Wo), itemsize)
     if S >= HH and S >= WW:
         return 2 * out + 2 * HH * WW * nbytes((N, C, Ho, Wo), 1)

@@ -96,7 +96,7 @@ class Solver:
                  print_every: int = 100, verbose: bool = True, seed: int | None = None,
                  rng: np.random.Generator | None = None,
                  batch_sampler: Callable[[np.random.Generator, int], tuple] | None = None,
-                 show_progress: bool = True, on_epoch: Callable[["Solver"], None] | None = None, **unknown):
+                 show_progress: bool = True, on_epoch: Callable[[Solver], None] | None = None, **unknown):
         if unknown:
             raise ValueError(f"Solver: unknown option(s) {', '.join(sorted(unknown))}; valid options: {', '.join(_OPTIONS)}")
 
@@ -233,7 +233,7 @@ class Solver:
             + ("The best parameters so far are in solver.best_params." if self.best_params else "")
         )
 
-    def train(self) -> "Solver":
+    def train(self) -> Solver:
         """Run the optimization for ``num_epochs`` epochs; return the Solver.
 
         Raises :class:`TrainingDiverged` if the loss becomes NaN or infinite.

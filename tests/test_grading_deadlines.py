@@ -12,7 +12,7 @@ import struct
 import subprocess
 import time
 import zipfile
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -54,7 +54,7 @@ def policy(tmp_path) -> Policy:
 
 def _at(**delta) -> dict:
     """What intake records for a submission handed in at DUE + delta."""
-    return {"submitted_at": (DUE + timedelta(**delta)).astimezone(timezone.utc).isoformat(),
+    return {"submitted_at": (DUE + timedelta(**delta)).astimezone(UTC).isoformat(),
             "time_source": "zip entry times"}
 
 
@@ -76,7 +76,7 @@ def test_the_policy_file_can_be_swapped_by_environment(tmp_path, monkeypatch):
     (tmp_path / "other.toml").write_text("[deadline]\ndue = 2026-01-02T03:04:05Z\npercent_per_day = 5\n")
     monkeypatch.setenv(deadlines.POLICY_ENV, str(tmp_path / "other.toml"))
     policy = load_policy()
-    assert policy.due == datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc) and policy.percent_per_day == 5
+    assert policy.due == datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC) and policy.percent_per_day == 5
     (tmp_path / "none.toml").write_text("title = 'no deadline'\n")
     monkeypatch.setenv(deadlines.POLICY_ENV, str(tmp_path / "none.toml"))
     assert load_policy().due is None
@@ -191,17 +191,17 @@ def _zip(path: Path, entries: dict, when: tuple = (2026, 4, 11, 0, 30, 0)) -> Pa
 def test_zip_local_times_are_read_in_the_course_timezone(tmp_path):
     _zip(tmp_path / "a.zip", {"hw4/x.py": b"1", "hw4/y.py": b"2"})
     with zipfile.ZipFile(tmp_path / "a.zip") as zf:
-        assert zip_time(zf.infolist(), DETROIT) == datetime(2026, 4, 11, 4, 30, tzinfo=timezone.utc)
+        assert zip_time(zf.infolist(), DETROIT) == datetime(2026, 4, 11, 4, 30, tzinfo=UTC)
 
 
 def test_zip_extended_timestamps_are_utc(tmp_path):
-    stamp = int(datetime(2026, 4, 11, 2, 0, tzinfo=timezone.utc).timestamp())
+    stamp = int(datetime(2026, 4, 11, 2, 0, tzinfo=UTC).timestamp())
     info = zipfile.ZipInfo("hw4/x.py", date_time=(1999, 1, 1, 0, 0, 0))   # a local time that must be ignored
     info.extra = struct.pack("<HHBI", 0x5455, 5, 1, stamp)               # Info-ZIP's "UT" field: flags, mtime
     with zipfile.ZipFile(tmp_path / "b.zip", "w") as zf:
         zf.writestr(info, b"1")
     with zipfile.ZipFile(tmp_path / "b.zip") as zf:
-        assert zip_time(zf.infolist(), DETROIT) == datetime(2026, 4, 11, 2, 0, tzinfo=timezone.utc)
+        assert zip_time(zf.infolist(), DETROIT) == datetime(2026, 4, 11, 2, 0, tzinfo=UTC)
 
 
 def test_zip_times_written_by_info_zip(tmp_path):
@@ -212,11 +212,11 @@ def test_zip_times_written_by_info_zip(tmp_path):
         pytest.skip("Info-ZIP's zip is not installed")
     (tmp_path / "hw4").mkdir()
     (tmp_path / "hw4" / "x.py").write_text("1")
-    stamp = int(datetime(2026, 4, 11, 2, 0, tzinfo=timezone.utc).timestamp())
+    stamp = int(datetime(2026, 4, 11, 2, 0, tzinfo=UTC).timestamp())
     os.utime(tmp_path / "hw4" / "x.py", (stamp, stamp))
     subprocess.run(["zip", "-q", "-r", "c.zip", "hw4"], cwd=tmp_path, check=True, env={**os.environ, "TZ": "Asia/Tokyo"})
     with zipfile.ZipFile(tmp_path / "c.zip") as zf:
-        assert zip_time(zf.infolist(), DETROIT) == datetime(2026, 4, 11, 2, 0, tzinfo=timezone.utc)
+        assert zip_time(zf.infolist(), DETROIT) == datetime(2026, 4, 11, 2, 0, tzinfo=UTC)
 
 
 # --- intake: ids, duplicates, one student -------------------------------------------------------
@@ -258,7 +258,7 @@ def test_duplicates_the_latest_wins_and_the_run_goes_on(tmp_path):
     assert "the latest wins" in doe.problems[0]
     # The time comes from the zip's entries (the student's own timestamp.txt is not trusted) and is
     # written as nbgrader's exchange writes it, so nbgrader records it too.
-    assert doe.submitted_at == datetime(2026, 4, 11, 13, 0, tzinfo=timezone.utc)
+    assert doe.submitted_at == datetime(2026, 4, 11, 13, 0, tzinfo=UTC)
     assert nbgrader_time(dest / "doejane_12345" / "hw4") == doe.submitted_at
     assert doe.submission()["submitted_at"] == "2026-04-11T13:00:00+00:00"
 

@@ -10,7 +10,7 @@ import csv
 import io
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -32,7 +32,7 @@ def _row(student: str, per_question: dict, late_hours: float | None = None, flag
     submission = {}
     if late_hours is not None:
         when = POLICY.due + timedelta(hours=late_hours)
-        submission = {"submitted_at": when.astimezone(timezone.utc).isoformat(), "time_source": "zip entry times"}
+        submission = {"submitted_at": when.astimezone(UTC).isoformat(), "time_source": "zip entry times"}
     row.update(late_fields(POLICY, student, submission, sum(row[q] for q in points.questions)))
     row["flags"] = row["late_flags"] + list(flags)
     return row

@@ -13,7 +13,7 @@ import re
 import shutil
 import unicodedata
 import zipfile
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 
 import nbformat
@@ -59,8 +59,8 @@ def _entry_names(folder: Path) -> set[str]:
 def _accounting(src: Path, intakes) -> dict[str, str]:
     """entry name -> what became of it: "graded:<id>", "left out:<id>", "not graded:<reason>"; each once."""
     fate = {}
-    for intake in intakes:
-        for name, what in [(Path(intake.source).name, "graded"), *((n, "left out") for n in intake.left_out)]:
+    for one in intakes:
+        for name, what in [(Path(one.source).name, "graded"), *((n, "left out") for n in one.left_out)]:
             assert name not in fate, f"{name} accounted for twice"
             fate[name] = f"{what}:{intake.student}"
     for entry in intakes.not_graded:
@@ -81,7 +81,7 @@ def test_every_entry_is_one_student_or_a_named_problem(tmp_path, layout):
         entry_of[name] = entry
     # The same person twice: as a folder and a later zip (folders), or an LMS resubmission (zips).
     if layout == "folders":
-        _folder(src / DUPLICATE, "first", datetime(2026, 4, 10, 9, 0, tzinfo=timezone.utc))
+        _folder(src / DUPLICATE, "first", datetime(2026, 4, 10, 9, 0, tzinfo=UTC))
         _zip(src / f"{DUPLICATE}_hw4.zip", "second", (2026, 4, 10, 11, 0, 0))
         dup_entries = [DUPLICATE, f"{DUPLICATE}_hw4.zip"]
     else:

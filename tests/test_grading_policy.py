@@ -22,11 +22,12 @@ from grading.autograde import hidden, policy
 from grading.autograde.compose import tools_dir
 from grading.autograde.sandbox import Sandbox, isolation
 
+from grading.sample_code import CONV_BY_HELPER, TORCH_CONV, TORCH_HELPER
+from grading.samples import replace_region, unmark
+
 # PyTorch is out of a NumPy-only group's reach only in a bubblewrap sandbox (full isolation); CI must have one.
 FULL = isolation()["level"] == "full" or os.environ.get("CI") == "true"
 needs_sandbox = pytest.mark.skipif(not FULL, reason=f"no full isolation here: {isolation()['reason']}")
-from grading.sample_code import CONV_BY_HELPER, TORCH_CONV, TORCH_HELPER
-from grading.samples import replace_region, unmark
 
 
 @pytest.fixture(scope="module")

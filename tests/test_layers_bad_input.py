@@ -233,7 +233,7 @@ def test_every_layer_checks_its_memory_before_allocating(memory, monkeypatch, ca
     for backward, (module, forward) in BACKWARD.items():
         if module is layers:
             out, cache = caches[forward]
-            message = refused(MemoryError, lambda: getattr(module, backward)(np.ones_like(out), cache))
+            message = refused(MemoryError, lambda: getattr(module, backward)(np.ones_like(out), cache))  # noqa: B023 (called at once)
             assert message.startswith(f"{backward}: dout of shape {out.shape}"), message
             assert "more than the 0 GiB one call may use (80% of the 0 GiB available" in message
 
@@ -319,7 +319,7 @@ def test_a_complex_dout_is_refused_too(caches):
     for backward, (module, forward) in BACKWARD.items():
         out, cache = caches[forward]
         name = {"rnn_step_backward": "dnext_h", "rnn_backward": "dh"}.get(backward, "dout")
-        message = refused(ValueError, lambda: getattr(module, backward)(np.ones(out.shape, dtype=complex), cache))
+        message = refused(ValueError, lambda: getattr(module, backward)(np.ones(out.shape, dtype=complex), cache))  # noqa: B023
         assert message.startswith(f"{backward}: {name} must be a numeric array of real floating or integer numbers; "
                                   "got dtype complex128"), message
 

@@ -71,8 +71,8 @@ def test_conda_environments_pin_what_pyproject_pins():
     assert conda == {"python=3.11"} | {f"{CONDA_CPU[name]}={versions[name]}" for name in CONDA_CPU}
     assert conda >= {"pytorch-cpu=2.14.1", "torchvision=0.29.1"}
     assert pip == {pin for pin in everything if pin.split("==")[0] not in CONDA_CPU}
-    for text in ((REPO / "environment.yml").read_text(), text):
-        assert "conda-forge" in text and "      - -e .\n" in text
+    for env_file in ((REPO / "environment.yml").read_text(), text):
+        assert "conda-forge" in env_file and "      - -e .\n" in env_file
 
 
 def _make_n(tmp_path, *args: str, stamp: str | None = None) -> subprocess.CompletedProcess:

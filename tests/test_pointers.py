@@ -7,7 +7,6 @@ other folders. The maintainers' code and documents name files of the kit that ex
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from course.paths import REPO
 

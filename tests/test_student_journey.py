@@ -91,7 +91,7 @@ def test_journey_from_release_to_full_points(tmp_path_factory, tmp_path):
     for stem in REGISTRY.notebooks:
         stops[stem] = run(folder, stem, tmp_path / "runs")
     print("stops at the start:", stops)
-    for step, task in enumerate(order, start=1):
+    for task in order:
         # The notebooks stop at unfinished tasks only, each the first one it reaches.
         for stem, stop in stops.items():
             if stop is not None:

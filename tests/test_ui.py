@@ -247,7 +247,7 @@ def _answer_dialog(page) -> None:
 def _run_all(page) -> float:
     # Now and then (seen under make test's two workers, never alone) a Run All issued right after the
     # notebook opened is lost: no cell is ever queued and the kernel stays idle. Then it is issued again.
-    for attempt in range(3):
+    for _ in range(3):
         _answer_dialog(page)
         _panel(page).locator(".jp-Cell").first.click()  # the active document is the one Run All runs
         _menu(page, "Run", "Run All Cells")

@@ -42,7 +42,7 @@ import os
 import struct
 import tomllib
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone, UTC
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -60,7 +60,7 @@ _DAY = timedelta(days=1)
 @dataclass(frozen=True)
 class Policy:
     due: datetime | None = None                    # timezone-aware; None: no deadline, no penalty
-    tz: ZoneInfo | timezone = timezone.utc
+    tz: ZoneInfo | timezone = UTC
     grace: timedelta = timedelta(0)
     percent_per_day: float = 0.0
     max_percent: float = 0.0
@@ -171,14 +171,14 @@ def nbgrader_time(folder: Path) -> datetime | None:
     if not path.is_file() or path.is_symlink() or path.stat().st_size > 200:
         return None
     try:
-        return parse_utc(path.read_text().strip()).replace(tzinfo=timezone.utc)
+        return parse_utc(path.read_text().strip()).replace(tzinfo=UTC)
     except (ValueError, OverflowError, TypeError):
         return None
 
 
 def write_timestamp(folder: Path, when: datetime) -> None:
     """Write ``timestamp.txt`` as nbgrader's exchange does (UTC), so nbgrader records the time too."""
-    text = when.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f UTC")
+    text = when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f UTC")
     (Path(folder) / NBGRADER_TIMESTAMP).write_text(text)
 
 
@@ -201,7 +201,7 @@ def zip_time(infos, tz) -> datetime | None:
             continue
         stamp = _extended_mtime(info.extra)
         if stamp is not None:
-            times.append(datetime.fromtimestamp(stamp, timezone.utc))
+            times.append(datetime.fromtimestamp(stamp, UTC))
         else:
             times.append(datetime(*info.date_time, tzinfo=tz))
     return max(times) if times else None

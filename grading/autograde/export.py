@@ -26,7 +26,7 @@ from __future__ import annotations
 import csv
 import re
 import unicodedata
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from course.registry import load as load_registry
@@ -75,7 +75,7 @@ def _nfc(text: str) -> str:
     return unicodedata.normalize("NFC", text.strip())
 
 
-@lru_cache(maxsize=None)
+@cache
 def _forms(value: str) -> frozenset:
     """What a roster value matches: itself (NFC), an email's local part, and the id intake makes of it."""
     value = _nfc(value)

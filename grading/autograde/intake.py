@@ -65,7 +65,7 @@ import unicodedata
 import zipfile
 import zlib
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path, PurePosixPath
 
 import nbformat
@@ -105,7 +105,7 @@ class Intake:
 
     def submission(self) -> dict:
         """What the grades need later (plain data, saved with the student's results)."""
-        when = self.submitted_at.astimezone(timezone.utc).isoformat() if self.submitted_at else None
+        when = self.submitted_at.astimezone(UTC).isoformat() if self.submitted_at else None
         return {"submitted_at": when, "time_source": self.time_source, "lms_late": self.lms_late,
                 "source": shown(Path(self.source).name), "refused": self.refused, "left_out": list(self.left_out)}
 
@@ -340,7 +340,7 @@ def _submission_time(entry: Path, assignment: str, tz) -> tuple[datetime | None,
 def _pick_latest(sid: str, entries: list[Path], assignment: str, tz) -> Intake:
     """The intake of the latest of ``entries`` (one id's submissions), the others named as left out."""
     timed = sorted(((entry, *_submission_time(entry, assignment, tz)) for entry in entries),
-                   key=lambda t: (t[1] is not None, t[1] or datetime.min.replace(tzinfo=timezone.utc),
+                   key=lambda t: (t[1] is not None, t[1] or datetime.min.replace(tzinfo=UTC),
                                   _natural(t[0].name)))
     entry, when, how = timed[-1]
     intake = Intake(sid, str(entry), submitted_at=when, time_source=how, lms_late=lms_marks_late(entry.name))
@@ -378,7 +378,7 @@ def not_graded(course: Path) -> list[dict]:
         return []
 
 
-def collect(source: Path, submitted: Path, assignment: str, *, tz=timezone.utc, students: set | None = None,
+def collect(source: Path, submitted: Path, assignment: str, *, tz=UTC, students: set | None = None,
             max_bytes: int = MAX_BYTES, max_files: int = MAX_FILES) -> Intakes:
     """Copy every submission found in ``source`` to ``submitted/<student>/<assignment>/``.
 

@@ -30,7 +30,7 @@ reference, never the student's code.
 from __future__ import annotations
 
 import itertools
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -462,7 +462,7 @@ class Mismatch(AssertionError):
         self.key, self.actual, self.expected = key, actual, expected
         self.threshold, self.floor_scale, self.done = threshold, floor_scale, explained
 
-    def explained(self, name: str, inputs: dict | None = None, reference=None, **sizes_) -> "Mismatch":
+    def explained(self, name: str, inputs: dict | None = None, reference=None, **sizes_) -> Mismatch:
         """This failure with the diagnosis appended (itself when there is none, or it has one already)."""
         if self.done:
             return self
