@@ -62,7 +62,7 @@ def _accounting(src: Path, intakes) -> dict[str, str]:
     for one in intakes:
         for name, what in [(Path(one.source).name, "graded"), *((n, "left out") for n in one.left_out)]:
             assert name not in fate, f"{name} accounted for twice"
-            fate[name] = f"{what}:{intake.student}"
+            fate[name] = f"{what}:{one.student}"
     for entry in intakes.not_graded:
         assert entry["entry"] not in fate, f"{entry['entry']} accounted for twice"
         fate[entry["entry"]] = f"not graded:{entry['reason']}"

@@ -14,7 +14,7 @@ Three rules, held by every layer and model check (public and hidden), each appli
   no views), always as fresh arrays, so that the caller's inputs stay its own;
 * **dtypes kept**: every floating output array has the dtype of the expected one, which is the inputs'
   (float32 in gives float32 out, float64 in gives float64 out). A course decides whether a change costs
-  points (``strict_dtypes`` of its profile in ``course/course.toml``): strict, :func:`require_dtypes`
+  points (``strict_dtypes`` of its profile, in the course's description): strict, :func:`require_dtypes`
   fails the case; otherwise :func:`dtype_note` explains the change and what it costs, and the case is
   judged on its values alone (at the threshold of the expected dtype: a float64 result of float32
   inputs is judged at float32's, it is more accurate, not less).
