@@ -19,6 +19,7 @@ Without it or the ``playwright`` package the test skips, saying which is missing
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 import json
 import os
 import re
@@ -172,6 +173,40 @@ def _shut_down_kernels(url: str) -> None:
     for kernel in kernels:
         request = urllib.request.Request(f"{url}/api/kernels/{kernel['id']}?token={TOKEN}", method="DELETE")
         urllib.request.urlopen(request).close()
+
+
+@contextmanager
+def formgrader_server(course: Path):
+    """``jupyter server`` (formgrader is one of its extensions) in the course root ``course``, as a TA
+    starts it; yields its URL, and stops it afterwards."""
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTEST_CURRENT_TEST",)}
+    env.update(JUPYTER_RUNTIME_DIR=str(course.parent / "rt"), PYTHONPATH=str(REPO))
+    log = open(course.parent / "jupyter-server.log", "w")
+    server = subprocess.Popen([sys.executable, "-m", "jupyter", "server", "--no-browser", "--allow-root",
+                               "--ip=127.0.0.1", f"--port={port}", f"--IdentityProvider.token={TOKEN}",
+                               "--ServerApp.open_browser=False"], cwd=course, env=env, stdout=log,
+                              stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/api/status?token={TOKEN}", timeout=5).close()
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("jupyter server did not start: "
+                                       + (course.parent / "jupyter-server.log").read_text()[-3000:]) from None
+                time.sleep(0.5)
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
 
 
 # --- driving JupyterLab -----------------------------------------------------------------------------

@@ -23,11 +23,7 @@ the ordinary link are on the notebook pages. Without Chromium or playwright the 
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
-import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -37,13 +33,13 @@ import pytest
 
 from grading.nbgrader.course_root import ASSIGNMENT, clone
 
-from .conftest import REPO
 from .test_grading_html_safety import EVIL, MARKER, OUTPUT_HTML, PAYLOAD
 from .test_grading_release import shared_release
-from .test_ui import CHROMIUM, CHROMIUM_FLAGS, _free_port, _need_browser
+from .test_ui import CHROMIUM, CHROMIUM_FLAGS, _need_browser, formgrader_server
+from .test_ui import TOKEN as UI_TOKEN
 
 pytestmark = pytest.mark.slow
-TOKEN = "hw4-html-safety"
+TOKEN = UI_TOKEN  # formgrader_server starts it with the UI test's token
 STUDENT = "mallory"
 HOSTILE_FOLDER = "a b'; <i>x"
 HOSTILE_FILE = f"<img src=x onerror=window.{MARKER}='entry'>.txt"
@@ -100,35 +96,8 @@ def graded(tmp_path_factory):
 @pytest.fixture(scope="module")
 def formgrader(graded):
     """``jupyter server`` (formgrader is one of its extensions) in the course root; yields its URL."""
-    course = graded["course"]
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTEST_CURRENT_TEST",)}
-    env.update(JUPYTER_RUNTIME_DIR=str(course.parent / "rt"), PYTHONPATH=str(REPO))
-    log = open(course.parent / "jupyter-server.log", "w")
-    server = subprocess.Popen([sys.executable, "-m", "jupyter", "server", "--no-browser", "--allow-root",
-                               "--ip=127.0.0.1", f"--port={port}", f"--IdentityProvider.token={TOKEN}",
-                               "--ServerApp.open_browser=False"], cwd=course, env=env, stdout=log,
-                              stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/api/status?token={TOKEN}", timeout=5).close()
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("jupyter server did not start: "
-                                       + (course.parent / "jupyter-server.log").read_text()[-3000:]) from None
-                time.sleep(0.5)
+    with formgrader_server(graded["course"]) as url:
         yield url
-    finally:
-        server.terminate()
-        try:
-            server.wait(30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
 
 
 @pytest.fixture(scope="module")

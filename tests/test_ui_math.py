@@ -25,9 +25,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import sys
-import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -40,10 +37,11 @@ from grading.nbgrader.course_root import ASSIGNMENT, clone, run_converter
 
 from .conftest import REPO
 from .test_grading_release import shared_release
-from .test_ui import CHROMIUM, CHROMIUM_FLAGS, SHOTS, _free_port, _need_browser
+from .test_ui import CHROMIUM, CHROMIUM_FLAGS, SHOTS, _need_browser, formgrader_server
+from .test_ui import TOKEN as UI_TOKEN
 
 pytestmark = pytest.mark.slow
-TOKEN = "hw4-ui-math"
+TOKEN = UI_TOKEN  # formgrader_server starts it with the UI test's token
 STUDENT = "ada"
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 # Seconds MathJax may take on a page (a few hundred formulas: about 10 s on two busy cores).
@@ -258,35 +256,8 @@ def test_nbgrader_feedback_renders_every_formula_offline(browser, graded):
 @pytest.fixture(scope="module")
 def formgrader(graded):
     """``jupyter server`` in the course root (as a TA starts it: README, step 5); yields its URL."""
-    course = graded["course"]
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTEST_CURRENT_TEST",)}
-    env.update(JUPYTER_RUNTIME_DIR=str(course.parent / "rt"), PYTHONPATH=str(REPO))
-    log = open(course.parent / "jupyter-server.log", "w")
-    server = subprocess.Popen([sys.executable, "-m", "jupyter", "server", "--no-browser", "--allow-root",
-                               "--ip=127.0.0.1", f"--port={port}", f"--IdentityProvider.token={TOKEN}",
-                               "--ServerApp.open_browser=False"], cwd=course, env=env, stdout=log,
-                              stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/api/status?token={TOKEN}", timeout=5).close()
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("jupyter server did not start: "
-                                       + (course.parent / "jupyter-server.log").read_text()[-3000:]) from None
-                time.sleep(0.5)
+    with formgrader_server(graded["course"]) as url:
         yield url
-    finally:
-        server.terminate()
-        try:
-            server.wait(30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
 
 
 def test_formgrader_manual_grading_page_renders_every_formula_offline(browser, graded, formgrader):
